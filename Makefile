@@ -1,0 +1,34 @@
+# Set-up and main jobs. `make demo` and `make test` work from nothing: they create a virtualenv
+# (VENV, default .venv, or the active one), install pagbench into it, then run.
+VENV ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
+PYTHON := $(VENV)/bin/python
+# torch and torchvision are installed first and pinned to builds that exist for this platform;
+# override, e.g. `make test TORCH_SPEC="torch torchvision"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.pagbench-installed
+
+.PHONY: install demo test test-fast bench clean
+
+install:
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@want="$(CURDIR) $$(cat pyproject.toml | sha256sum | cut -c1-16)"; \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
+		$(PYTHON) -m pip install -q --upgrade pip && \
+		($(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install -q $(TORCH_SPEC)) && \
+		$(PYTHON) -m pip install -q -e ".[test]" && echo "$$want" > $(STAMP); \
+	fi
+
+demo: install
+	$(VENV)/bin/pagbench demo
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-fast: install
+	$(PYTHON) -m pytest -q -m "not slow"
+
+bench: install
+	$(PYTHON) benchmarks/evaluation_overhead.py
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache

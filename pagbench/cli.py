@@ -1,0 +1,344 @@
+"""The ``pagbench`` command line: a thin click layer over the library functions.
+
+User errors (:class:`~pagbench.errors.PagbenchError`) print one line on stderr and exit with
+code 2, never a traceback. Plugins add commands through the ``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import PagbenchError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+class PagbenchGroup(click.Group):
+    """Turns :class:`PagbenchError` into a one-line message and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PagbenchError as error:
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``"0.1,1,10"`` → (0.1, 1.0, 10.0); ``"lo:hi:n"`` → n log-spaced values from lo to hi."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            low, high, count = text.split(":")
+            low, high, count = float(low), float(high), int(count)
+            if low <= 0 or high <= 0 or count < 1:
+                raise ValueError
+            if count == 1:
+                return (low,)
+            ratio = (high / low) ** (1.0 / (count - 1))
+            return tuple(low * ratio**i for i in range(count))
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise PagbenchError(f"{option}: expected comma-separated numbers or lo:hi:n, got {text!r}") from None
+    if not values:
+        raise PagbenchError(f"{option}: empty list")
+    return values
+
+
+@click.group(cls=PagbenchGroup)
+@click.version_option(__version__, prog_name="pagbench")
+def cli():
+    """pagbench: which image classifiers have perceptually-aligned gradients (PAGs), and why.
+
+    Inputs are images in [0,1]; every σ and ε is in [0,1] pixel units.
+    """
+
+
+# ------------------------------------------------------------------------------------- listing
+@cli.command("plugins")
+def plugins_command():
+    """List loaded plugins (with versions and hooks) and plugins that failed to load."""
+    from rich.table import Table
+
+    from .plugins import plugin_failures, plugin_infos
+
+    table = Table(title="pagbench plugins")
+    for column in ("name", "distribution", "version", "hooks"):
+        table.add_column(column)
+    for info in plugin_infos():
+        table.add_row(info.name, info.distribution or "-", info.version or "-", ", ".join(info.hooks))
+    console = _console()
+    console.print(table)
+    failures = plugin_failures()
+    if failures:
+        broken = Table(title="plugins that failed to load", style="red")
+        for column in ("name", "distribution", "error"):
+            broken.add_column(column)
+        for failure in failures:
+            broken.add_row(failure.name, failure.distribution or "-", failure.error)
+        console.print(broken)
+
+
+@cli.command("models")
+def models_command():
+    """List registered models and model families with their cards."""
+    from rich.table import Table
+
+    from .entries import ModelFamily
+    from .registry import models
+
+    registry = models()
+    table = Table(title="models")
+    for column in ("name", "architecture", "dataset", "regime", "strength", "plugin", "description"):
+        table.add_column(column)
+    for entry in registry:
+        if isinstance(entry, ModelFamily):
+            examples = f" (e.g. {', '.join(entry.examples)})" if entry.examples else ""
+            table.add_row(entry.name, "-", "-", "-", "-", registry._owners[entry.name], entry.description + examples)
+        else:
+            card = entry.card
+            strength = "-" if card.strength is None else f"{card.strength:g}"
+            table.add_row(entry.name, card.architecture, card.dataset, card.regime, strength, registry._owners[entry.name], card.description)
+    _console().print(table)
+
+
+def _simple_listing(kind: str, title: str, columns: tuple[str, ...], row):
+    from rich.table import Table
+
+    from . import registry as registries
+
+    registry = registries.build_registry(kind)
+    table = Table(title=title)
+    for column in columns + ("plugin",):
+        table.add_column(column)
+    for entry in registry:
+        table.add_row(*row(entry), registry._owners[entry.name])
+    _console().print(table)
+
+
+@cli.command("datasets")
+def datasets_command():
+    """List registered datasets."""
+
+    def row(entry):
+        shape = "x".join(map(str, entry.image_shape)) if entry.image_shape else "-"
+        classes = str(entry.num_classes) if entry.num_classes else "-"
+        providers = f"{entry.default_score_provider or '-'} / {entry.default_manifold_provider or '-'}"
+        return entry.name, classes, shape, providers, entry.description
+
+    _simple_listing("datasets", "datasets", ("name", "classes", "shape", "score / manifold", "description"), row)
+
+
+@cli.command("metrics")
+def metrics_command():
+    """List registered metrics."""
+
+    def row(metric):
+        direction = {True: "higher", False: "lower", None: "-"}[metric.higher_is_better]
+        return metric.name, direction, ", ".join(sorted(metric.requires)) or "-", metric.description
+
+    _simple_listing("metrics", "metrics", ("name", "better", "requires", "description"), row)
+
+
+@cli.command("providers")
+def providers_command():
+    """List score providers and manifold providers."""
+    _simple_listing("score_providers", "score providers", ("name", "description"), lambda e: (e.name, e.description))
+    _simple_listing("manifold_providers", "manifold providers", ("name", "description"), lambda e: (e.name, e.description))
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def _metrics_table(results: list[dict]):
+    """One column per model, one row per metric: value ± stderr."""
+    from rich.table import Table
+
+    table = Table(title=f"PAG metrics on {results[0]['config']['dataset']} "
+                  f"({results[0]['config']['num_images']} images, gradient {results[0]['config']['gradient']}, "
+                  f"score {results[0]['config']['score']} σ={results[0]['config']['sigma']})")
+    table.add_column("metric")
+    table.add_column("better")
+    for result in results:
+        table.add_column(result["config"]["model"], justify="right")
+    names: list[str] = []
+    for result in results:
+        names += [name for name in result["metrics"] if name not in names]
+    for name in names:
+        cells = []
+        direction = "-"
+        for result in results:
+            entry = result["metrics"].get(name)
+            if entry is None:
+                reason = result.get("unavailable", {})
+                cells.append("n/a" if not reason else "n/a")
+                continue
+            direction = {True: "↑", False: "↓", None: ""}[entry["higher_is_better"]]
+            if entry["value"] is None:
+                cells.append("—")
+            else:
+                cells.append(f"{entry['value']:.4f} ± {entry['stderr']:.4f}")
+        table.add_row(name, direction, *cells)
+    return table
+
+
+def _report(results: list[dict]) -> None:
+    console = _console()
+    console.print(_metrics_table(results))
+    for result in results:
+        for name, reason in result.get("unavailable", {}).items():
+            console.print(f"[yellow]{result['config']['model']}: {name} unavailable: {reason}")
+        for message in result.get("warnings", []):
+            console.print(f"[yellow]warning ({result['config']['model']}): {message}")
+
+
+def evaluation_options(function):
+    """The options shared by ``evaluate`` and ``demo``."""
+    options = [
+        click.option("--dataset", default="synthetic", show_default=True, help="Registered dataset name."),
+        click.option("--split", default="test", show_default=True),
+        click.option("--num-images", type=int, default=500, show_default=True, help="Evaluate the first N images of the split."),
+        click.option("--batch-size", type=int, default=100, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random directions and noise."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+        click.option("--gradient", type=click.Choice(["logprob", "logit", "logsumexp", "logit-sum"]), default="logprob", show_default=True,
+                     help="What is differentiated: log-probability of the label, its logit, log-sum-exp or sum of logits."),
+        click.option("--score", type=click.Choice(["auto", "posterior", "conditional", "unconditional"]), default="auto", show_default=True,
+                     help="Score to compare with; auto pairs it with --gradient (logprob↔posterior, logit↔conditional, "
+                          "logsumexp/logit-sum↔unconditional)."),
+        click.option("--sigma", type=float, default=None, help="Noise level of the score in [0,1] pixel units (default: the provider's)."),
+        click.option("--score-provider", default=None, help="Score provider (default: the dataset's)."),
+        click.option("--manifold-provider", default=None, help="Manifold provider (default: the dataset's)."),
+        click.option("--metric", "metric_names", multiple=True, help="Only these metrics (repeatable)."),
+        click.option("--epsilons", default=None, help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),
+        click.option("--headline-epsilon", type=float, default=None, help="ε reported as a number (must be in the grid)."),
+        click.option("--noise-levels", default=None, help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
+        click.option("--data-root", default=None, type=click.Path(), help="Directory holding local dataset copies."),
+        click.option("--provider-option", "provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
+        click.option("--lpips-random-backbone", is_flag=True, hidden=True, help="Test only: LPIPS with a random AlexNet."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _options_from(kwargs: dict, model: str):
+    from .options import EvaluationOptions
+
+    provider_options = {}
+    for item in kwargs["provider_option"]:
+        if "=" not in item:
+            raise PagbenchError(f"--provider-option expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        provider_options[key] = value
+    return EvaluationOptions(
+        model=model,
+        dataset=kwargs["dataset"],
+        split=kwargs["split"],
+        num_images=kwargs["num_images"],
+        batch_size=kwargs["batch_size"],
+        seed=kwargs["seed"],
+        device=kwargs["device"],
+        gradient=kwargs["gradient"],
+        score=kwargs["score"],
+        sigma=kwargs["sigma"],
+        score_provider=kwargs["score_provider"],
+        manifold_provider=kwargs["manifold_provider"],
+        metrics=tuple(kwargs["metric_names"]) or None,
+        robustness_epsilons=parse_floats(kwargs["epsilons"], "--epsilons"),
+        headline_epsilon=kwargs["headline_epsilon"],
+        noise_levels=parse_floats(kwargs["noise_levels"], "--noise-levels"),
+        data_root=kwargs["data_root"],
+        lpips_random_backbone=kwargs["lpips_random_backbone"],
+        provider_options=provider_options,
+    )
+
+
+def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, output_dir: str, per_image: bool) -> list[dict]:
+    """Evaluate each model with a shared geometry cache and write one result file per model."""
+    from .cache import GeometryCache
+    from .results import check_writable, default_result_path, write_result
+    from .runner import evaluate
+
+    if output and len(models) > 1:
+        raise PagbenchError("--output names one file; use --output-dir with several --model")
+    all_options = [_options_from(kwargs, model) for model in models]
+    if output:
+        check_writable(output)
+    cache = GeometryCache()
+    results = []
+    for options in all_options:
+        result = evaluate(options, cache=cache, progress=not kwargs["no_progress"], per_image=per_image)
+        path = output or default_result_path(result, output_dir)
+        written = write_result(result, path)
+        click.echo(f"wrote {written}", err=True)
+        results.append(result)
+    return results
+
+
+@cli.command("evaluate")
+@click.option("--model", "models", multiple=True, required=True, help="Registered model name (repeatable; geometry is shared).")
+@evaluation_options
+@click.option("--output", default=None, type=click.Path(), help="Result JSON path (one model).")
+@click.option("--output-dir", default="results", show_default=True, type=click.Path(), help="Directory for timestamped result files.")
+@click.option("--per-image", is_flag=True, help="Also store per-image values in the result.")
+def evaluate_command(models, output, output_dir, per_image, **kwargs):
+    """Evaluate models' PAG metrics and write one JSON result per model."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported in the table and the result instead
+        results = run_evaluations(models, kwargs, output, output_dir, per_image)
+    _report(results)
+
+
+DEMO_MODELS = ("bayes", "resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.1")
+
+
+@cli.command("demo")
+@click.option("--model", "models", multiple=True, default=DEMO_MODELS, show_default=True,
+              help="Models to compare (zoo models are trained on first use).")
+@evaluation_options
+@click.option("--output-dir", default="results", show_default=True, type=click.Path())
+def demo_command(models, output_dir, **kwargs):
+    """The main job on the embedded dataset: the Bayes-optimal model against trained CNNs."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_evaluations(models, kwargs, None, output_dir, False)
+    _report(results)
+
+
+def build_cli() -> click.Group:
+    """The root group with every plugin's commands added."""
+    from .plugins import get_plugin_manager, record_failure
+
+    manager = get_plugin_manager()
+    for implementation in manager.hook.register_commands.get_hookimpls():
+        try:
+            implementation.function(**{name: cli for name in implementation.argnames})
+        except Exception as error:
+            record_failure(implementation.plugin_name, None, error)
+    return cli
+
+
+def main() -> None:
+    try:
+        group = build_cli()
+    except PagbenchError as error:
+        fail(str(error), error.exit_code)
+    group(prog_name="pagbench")

@@ -1,0 +1,107 @@
+"""Registry entries: frozen metadata records with a lazy factory (no heavy imports here).
+
+Plugins build these and pass them to the ``register`` callback of a ``register_*`` hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset. ``factory(data_root)`` returns a :class:`pagbench.data.Dataset`.
+
+    ``default_score_provider`` / ``default_manifold_provider`` name the providers used when the
+    user does not choose one (``None``: metrics that need them are reported unavailable).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    num_classes: int | None = None
+    image_shape: tuple[int, int, int] | None = None
+    source: str = ""
+    licence: str = ""
+    default_score_provider: str | None = None
+    default_manifold_provider: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is: it flows into result files and the leaderboard.
+
+    ``strength`` is the training regime's strength in that regime's own units (0 = standard).
+    """
+
+    architecture: str
+    dataset: str
+    regime: str = "standard"
+    strength: float | None = None
+    source: str = ""
+    licence: str = ""
+    description: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One named model. ``factory(name, dataset, device)`` returns a ``torch.nn.Module`` taking
+    images (B, C, H, W) in [0,1] and returning logits (B, num_classes)."""
+
+    name: str
+    factory: Callable[..., Any]
+    card: ModelCard
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Every model name that starts with ``prefix`` (e.g. ``timm:``, ``resnet18-``).
+
+    ``factory(name, dataset, device)`` builds the model; ``card(name)`` describes it.
+    """
+
+    prefix: str
+    factory: Callable[..., Any]
+    card: Callable[[str], ModelCard]
+    description: str = ""
+    examples: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.prefix + "*"
+
+
+@dataclass(frozen=True)
+class ScoreProviderEntry:
+    """``factory(dataset, options)`` returns a :class:`pagbench.scores.ScoreProvider`."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ManifoldProviderEntry:
+    """``factory(dataset, options)`` returns a :class:`pagbench.manifold.ManifoldProvider`."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrainerEntry:
+    """A training regime. ``loss(model, images, labels, strength, generator)`` → scalar loss.
+
+    ``strength_name`` says what the strength means (e.g. "σ, noise std in [0,1] pixel units").
+    """
+
+    name: str
+    loss: Callable[..., Any]
+    description: str = ""
+    strength_name: str = "strength"
+    default_strengths: tuple[float, ...] = field(default_factory=tuple)

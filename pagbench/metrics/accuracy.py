@@ -1,0 +1,19 @@
+"""``accuracy``: fraction of images whose highest logit is the label."""
+
+from __future__ import annotations
+
+from .base import Metric, MetricContext, MetricOutput
+
+
+class Accuracy(Metric):
+    name = "accuracy"
+    higher_is_better = True
+    description = "Top-1 accuracy on the evaluated images."
+
+    def compute(self, context: MetricContext) -> MetricOutput:
+        import torch
+
+        logits = context.logits.double().cpu()
+        correct = (logits.argmax(1) == context.labels.cpu()).double()
+        finite = torch.isfinite(logits).all(1)
+        return MetricOutput({self.name: torch.where(finite, correct, torch.full_like(correct, float("nan")))})

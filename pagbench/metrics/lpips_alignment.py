@@ -1,0 +1,140 @@
+"""``lpips_alignment`` = 1 − LPIPS(ĝ, ŝ), the perceptual similarity of gradient and score.
+
+ĝ = g / max|g| and ŝ = s / max|s| per image, so both lie in [−1, 1], the range LPIPS expects.
+Grayscale images are repeated to 3 channels and images smaller than 32×32 are upsampled
+(bilinear) to 32×32 first. LPIPS is AlexNet-LPIPS v0.1 from the ``lpips`` package: its linear
+calibration layers ship with the package; the AlexNet backbone is torchvision's ImageNet weights
+(``alexnet-owt-7be5be79.pth``). When that file is missing and cannot be downloaded, the metric is
+reported unavailable with the path it looked in: it never silently runs on random weights.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from ..errors import MetricUnavailable
+from .base import Metric, MetricContext, MetricOutput
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILE
+MIN_SIZE = 32
+
+
+def backbone_path() -> Path:
+    """Where the AlexNet weights are expected: ``$PAGBENCH_LPIPS_BACKBONE`` or torch's hub cache."""
+    explicit = os.environ.get("PAGBENCH_LPIPS_BACKBONE")
+    if explicit:
+        return Path(explicit)
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+
+
+def offline() -> bool:
+    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+
+
+def _try_download(path: Path) -> bool:
+    """Fetch the backbone where the network allows; False when offline or unreachable."""
+    if offline():
+        return False
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
+    except OSError:
+        return False
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(ALEXNET_URL, str(path), progress=False)
+    except Exception:
+        return False
+    return path.exists()
+
+
+def build_lpips(random_backbone: bool = False):
+    """AlexNet-LPIPS v0.1 in eval mode with the ImageNet backbone (or random, if asked)."""
+    import contextlib
+    import io
+
+    import lpips
+    import torch
+
+    path = backbone_path()
+    if not random_backbone and not path.exists() and not _try_download(path):
+        raise MetricUnavailable(
+            f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
+            f"there or set PAGBENCH_LPIPS_BACKBONE"
+        )
+    with contextlib.redirect_stdout(io.StringIO()):  # lpips prints a banner
+        model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    if not random_backbone:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise MetricUnavailable(f"LPIPS backbone {path} is not a readable state dict ({error})") from error
+        features = {key[len("features.") :]: value for key, value in state.items() if key.startswith("features.")}
+        slices = dict(model.net.named_parameters())
+        mapped = {}
+        for name in slices:
+            _, index, kind = name.split(".")  # slice<k>.<features index>.<weight|bias>
+            key = f"{index}.{kind}"
+            if key not in features:
+                raise MetricUnavailable(f"LPIPS backbone {path} lacks features.{key}")
+            mapped[name] = features[key]
+        model.net.load_state_dict(mapped, strict=True)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def to_lpips_input(images):
+    """Max-abs normalise per image to [−1, 1], grey → RGB, upsample to at least 32×32."""
+    import torch.nn.functional as functional
+
+    images = images.float()
+    scale = images.reshape(images.shape[0], -1).abs().amax(1).clamp_min(1e-30)
+    images = images / scale.view(-1, 1, 1, 1)
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    height, width = images.shape[-2:]
+    if min(height, width) < MIN_SIZE:
+        factor = MIN_SIZE / min(height, width)
+        size = (round(height * factor), round(width * factor))
+        images = functional.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    return images
+
+
+class LpipsAlignment(Metric):
+    name = "lpips_alignment"
+    higher_is_better = True
+    requires = frozenset({"gradient", "score"})
+    description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
+
+    def __init__(self, random_backbone: bool = False):
+        self.random_backbone = random_backbone
+        self._model = None
+
+    def check_available(self, setup) -> None:
+        random_backbone = self.random_backbone or bool(getattr(setup.options, "lpips_random_backbone", False))
+        if self._model is None:
+            self._model = build_lpips(random_backbone=random_backbone)
+            self._random = random_backbone
+
+    def describe(self, setup):
+        return {"network": "alex", "version": "0.1", "backbone": "random (test only)" if self._random else str(backbone_path())}
+
+    def compute(self, context: MetricContext) -> MetricOutput:
+        import torch
+
+        device = context.images.device
+        model = self._model.to(device)
+        with torch.no_grad():
+            distance = model(to_lpips_input(context.gradient).to(device), to_lpips_input(context.score).to(device))
+        value = 1.0 - distance.reshape(-1).double().cpu()
+        score_ok = context.score.reshape(context.score.shape[0], -1).abs().amax(1) > 0
+        value = torch.where(score_ok, value, torch.full_like(value, float("nan")))
+        return MetricOutput({self.name: context.masked(value)})

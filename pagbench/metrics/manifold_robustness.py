@@ -1,0 +1,98 @@
+"""``manifold_robustness``: how much the prediction moves along vs. off the data manifold.
+
+For each image, one random unit direction u_T in the tangent space and one u_⊥ orthogonal to
+it (drawn from the run's seed); for every ε in the dataset's grid (l2 norm in [0,1] pixel units):
+
+    on(ε)  = ‖softmax f(x + ε u_T) − softmax f(x)‖₁
+    off(ε) = ‖softmax f(x + ε u_⊥) − softmax f(x)‖₁
+
+Both lie in [0, 2]. Inputs are not clipped to [0,1] (clipping would bend u_⊥ back towards the
+manifold). The headline numbers are on, off and the ratio of means off/on at the headline ε; an
+off-manifold-robust model has a ratio well below 1. The curves over the whole grid are reported
+too. Cost: one extra forward pass per grid point and direction, so the default grids are short.
+"""
+
+from __future__ import annotations
+
+from .base import Metric, MetricContext, MetricOutput
+
+
+def random_directions(basis, randomness):
+    """Unit directions (B, D) float64: one in the row space of ``basis`` (B, k, D), one orthogonal."""
+    import torch
+
+    batch, rank, dim = basis.shape
+    tangent_coordinates = randomness.randn("manifold_robustness.on", rank)
+    along = torch.einsum("bk,bkd->bd", tangent_coordinates, basis)
+    ambient = randomness.randn("manifold_robustness.off", dim)
+    across = ambient - torch.einsum("bk,bkd->bd", torch.einsum("bkd,bd->bk", basis, ambient), basis)
+    return along / along.norm(dim=1, keepdim=True), across / across.norm(dim=1, keepdim=True)
+
+
+def epsilon_grid(setup) -> list[float]:
+    options_grid = getattr(setup.options, "robustness_epsilons", None)
+    grid = list(options_grid or setup.dataset.robustness_epsilons or (setup.dataset.headline_epsilon or 1.0,))
+    return [float(value) for value in grid]
+
+
+def headline_epsilon(setup) -> float:
+    grid = epsilon_grid(setup)
+    chosen = getattr(setup.options, "headline_epsilon", None) or setup.dataset.headline_epsilon
+    if chosen is None or chosen not in grid:
+        chosen = min(grid, key=lambda value: abs(value - (chosen or grid[len(grid) // 2])))
+    return float(chosen)
+
+
+class ManifoldRobustness(Metric):
+    name = "manifold_robustness"
+    higher_is_better = None
+    requires = frozenset({"tangent_basis"})
+    description = "Softmax-L1 change under random on- vs off-manifold perturbations of norm ε."
+
+    def __init__(self):
+        self._grid: list[float] = []
+        self._headline = 0
+
+    @property
+    def outputs(self):
+        return {"manifold_robustness_on": None, "manifold_robustness_off": False}
+
+    def derived_outputs(self):
+        return {"manifold_robustness_off_on_ratio": False}
+
+    def check_available(self, setup) -> None:
+        self._grid = epsilon_grid(setup)
+        self._headline = self._grid.index(headline_epsilon(setup))
+
+    def curve_grid(self, setup):
+        return {"manifold_robustness_on": self._grid, "manifold_robustness_off": self._grid}
+
+    def describe(self, setup):
+        return {"epsilons": self._grid, "headline_epsilon": self._grid[self._headline], "norm": "l2, [0,1] pixel units"}
+
+    def compute(self, context: MetricContext) -> MetricOutput:
+        import torch
+
+        images = context.images
+        batch = images.shape[0]
+        along, across = random_directions(context.tangent_basis, context.randomness)
+        reference = context.probabilities(images)
+        curves = {}
+        for name, direction in (("manifold_robustness_on", along), ("manifold_robustness_off", across)):
+            direction = direction.reshape(images.shape).to(images.device, images.dtype)
+            changes = []
+            for epsilon in self._grid:
+                moved = context.probabilities(images + epsilon * direction)
+                changes.append((moved - reference).abs().sum(1).cpu())
+            curves[name] = torch.stack(changes, dim=1).reshape(batch, len(self._grid))
+        values = {name: curve[:, self._headline] for name, curve in curves.items()}
+        return MetricOutput(values, curves)
+
+    def derived(self, per_image):
+        from ..aggregate import summarize_ratio
+
+        return {
+            "manifold_robustness_off_on_ratio": summarize_ratio(
+                per_image["manifold_robustness_off"], per_image["manifold_robustness_on"]
+            )
+        }

@@ -1,0 +1,45 @@
+"""``on_manifold_fraction``: ‖P_T g‖² / ‖g‖², the share of the gradient's energy on the manifold.
+
+Also reports ‖P_T g‖ and ‖P_⊥ g‖ (pixel units of the gradient) and the random baseline k/D:
+a random direction puts k/D of its energy into a k-dimensional tangent space of R^D.
+"""
+
+from __future__ import annotations
+
+from .base import Metric, MetricContext, MetricOutput
+
+
+class OnManifoldFraction(Metric):
+    name = "on_manifold_fraction"
+    higher_is_better = True
+    requires = frozenset({"gradient", "tangent_basis"})
+    description = "Fraction of the squared gradient norm inside the tangent space (random = k/D)."
+
+    @property
+    def outputs(self):
+        return {
+            self.name: True,
+            "on_manifold_fraction_random": None,
+            "on_manifold_gradient_norm": None,
+            "off_manifold_gradient_norm": None,
+        }
+
+    def compute(self, context: MetricContext) -> MetricOutput:
+        import torch
+
+        gradient = context.gradient.reshape(context.gradient.shape[0], -1).double()
+        basis = context.tangent_basis.double()
+        coordinates = torch.einsum("bkd,bd->bk", basis, gradient)
+        on_squared = (coordinates**2).sum(1)
+        residual = gradient - torch.einsum("bkd,bk->bd", basis, coordinates)
+        off_squared = (residual**2).sum(1)
+        fraction = on_squared / (on_squared + off_squared)
+        rank = basis.shape[1] * torch.ones_like(on_squared)
+        return MetricOutput(
+            {
+                self.name: context.masked(fraction),
+                "on_manifold_fraction_random": rank / gradient.shape[1],
+                "on_manifold_gradient_norm": context.masked(on_squared.sqrt()),
+                "off_manifold_gradient_norm": context.masked(off_squared.sqrt()),
+            }
+        )

@@ -1,0 +1,112 @@
+"""The plugin manager: loads the ``pagbench`` entry points (built-ins included) forgivingly.
+
+* A plugin that fails to import is recorded in :func:`plugin_failures` and skipped;
+  ``PAGBENCH_STRICT_PLUGINS=1`` makes the failure fatal.
+* ``PAGBENCH_LOAD_PLUGINS`` restricts loading to a comma-separated list of entry-point names
+  (an empty string loads none), which keeps installed third-party plugins out of test runs.
+* ``check_pending()`` runs after loading, so a misspelt hook name is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+
+import pluggy
+
+from . import hookspecs
+from .errors import PagbenchError
+
+ENTRY_POINT_GROUP = "pagbench"
+
+_manager: pluggy.PluginManager | None = None
+_failures: list["PluginFailure"] = []
+_distributions: dict[str, tuple[str | None, str | None]] = {}
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded or whose registration hook raised."""
+
+    name: str
+    distribution: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+
+
+def _strict() -> bool:
+    return os.environ.get("PAGBENCH_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+
+
+def _wanted() -> set[str] | None:
+    value = os.environ.get("PAGBENCH_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def record_failure(name: str, distribution: str | None, error: BaseException) -> None:
+    """Remember a broken plugin (or raise, in strict mode)."""
+    message = f"{type(error).__name__}: {error}"
+    if _strict():
+        raise PagbenchError(f"plugin {name!r} failed: {message}") from error
+    failure = PluginFailure(name, distribution, message)
+    if failure not in _failures:
+        _failures.append(failure)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, loading entry points on first use."""
+    global _manager
+    if _manager is not None:
+        return _manager
+    manager = pluggy.PluginManager("pagbench")
+    manager.add_hookspecs(hookspecs)
+    wanted = _wanted()
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if wanted is not None and entry_point.name not in wanted:
+            continue
+        distribution = entry_point.dist.name if entry_point.dist else None
+        if manager.has_plugin(entry_point.name):
+            continue
+        try:
+            module = entry_point.load()
+            manager.register(module, name=entry_point.name)
+            version = entry_point.dist.version if entry_point.dist else None
+            _distributions[entry_point.name] = (distribution, version)
+        except Exception as error:  # a broken plugin must not take the others down
+            record_failure(entry_point.name, distribution, error)
+    manager.check_pending()
+    _manager = manager
+    return manager
+
+
+def plugin_failures() -> list[PluginFailure]:
+    get_plugin_manager()
+    return list(_failures)
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Loaded plugins with their distribution, version and implemented hooks."""
+    manager = get_plugin_manager()
+    infos = []
+    for name, plugin in sorted(manager.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:
+            continue
+        distribution, version = _distributions.get(name, (None, None))
+        hooks = tuple(sorted(caller.name for caller in manager.get_hookcallers(plugin) or ()))
+        infos.append(PluginInfo(name, distribution, version, hooks))
+    return infos
+
+
+def plugin_versions() -> dict[str, str | None]:
+    """``{plugin name: version}`` for result files."""
+    return {info.name: info.version for info in plugin_infos()}

@@ -1,0 +1,143 @@
+"""Result documents: one JSON file per run, versioned, validated, written atomically.
+
+Layout (``schema_version`` 1)::
+
+    {"schema_version": 1, "pagbench_version": ..., "plugins": {name: version},
+     "created": ISO-8601 UTC, "config": {...every option, the model card, providers, σ...},
+     "metrics": {name: {"value", "stderr", "n", "excluded", "higher_is_better"}},
+     "curves": {name: {"x": [...], "mean": [...], "stderr": [...], "n": [...]}},
+     "metric_settings": {metric: {...}}, "unavailable": {metric: reason},
+     "degenerate": {"zero_gradient", "nonfinite_gradient", "nonfinite_logits"},
+     "timing": {...seconds...}, "warnings": [...]}
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from pathlib import Path
+
+from . import __version__
+from .errors import PagbenchError
+from .paths import write_json_atomic
+
+SCHEMA_VERSION = 1
+REQUIRED = ("schema_version", "pagbench_version", "config", "metrics", "created")
+REQUIRED_CONFIG = ("model", "dataset", "split", "num_images", "seed", "gradient")
+REQUIRED_METRIC = ("value", "stderr", "n", "higher_is_better")
+
+
+def build_result(setup, metrics, curves, settings, degenerate, timing, messages) -> dict:
+    import torch
+
+    from .plugins import plugin_versions
+
+    options = setup.options
+    config = options.as_dict()
+    config.update(
+        {
+            "model_card": setup.model.card.as_dict(),
+            "model_plugin": setup.model.plugin,
+            "dataset_config": setup.dataset.config,
+            "dataset_fingerprint": setup.dataset.fingerprint,
+            "image_selection": f"first {options.num_images} images of split {options.split!r}",
+            "score": setup.score_kind,
+            "score_requested": options.score,
+            "score_provider": setup.score_provider_name,
+            "sigma": setup.sigma,
+            "sigma_units": "[0,1] pixel units",
+            "manifold_provider": setup.manifold_provider_name,
+            "device": str(setup.device),
+            "dtype": "float32 model, float64 gradient weights and metrics",
+            "torch_version": torch.__version__,
+            "metrics": [metric.name for metric in setup.metrics],
+        }
+    )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "pagbench_version": __version__,
+        "plugins": plugin_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "metrics": metrics,
+        "curves": curves,
+        "metric_settings": settings,
+        "unavailable": setup.unavailable,
+        "degenerate": degenerate,
+        "timing": timing,
+        "warnings": messages,
+    }
+
+
+def default_result_path(result: dict, directory: str | Path = "results") -> Path:
+    """``results/<dataset>/<model>-<UTC timestamp>.json``; never an existing file."""
+    config = result["config"]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", config["model"]).strip("-") or "model"
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(directory) / config["dataset"] / f"{safe}-{stamp}"
+    path, counter = base.with_suffix(".json"), 1
+    while path.exists():
+        path, counter = Path(f"{base}-{counter}.json"), counter + 1
+    return path
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail early (before any compute) if ``path`` cannot be written."""
+    import os
+
+    path = Path(path)
+    if path.is_dir():
+        raise PagbenchError(f"output path {path} is a directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise PagbenchError(f"cannot write {path}: {parent} is not writable")
+
+
+def write_result(result: dict, path: str | Path) -> Path:
+    """Validate and write atomically (a failure leaves no file behind)."""
+    validate_result(result, source=str(path))
+    return write_json_atomic(path, result)
+
+
+def validate_result(result, source: str = "result") -> dict:
+    """Raise :class:`PagbenchError` naming ``source`` if ``result`` is not a valid schema-1 document."""
+    if not isinstance(result, dict):
+        raise PagbenchError(f"{source}: not a JSON object")
+    version = result.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PagbenchError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    missing = [key for key in REQUIRED if key not in result]
+    if missing:
+        raise PagbenchError(f"{source}: missing field(s) {', '.join(missing)}")
+    config = result["config"]
+    if not isinstance(config, dict):
+        raise PagbenchError(f"{source}: config is not an object")
+    missing = [key for key in REQUIRED_CONFIG if key not in config]
+    if missing:
+        raise PagbenchError(f"{source}: config lacks {', '.join(missing)}")
+    if not isinstance(result["metrics"], dict):
+        raise PagbenchError(f"{source}: metrics is not an object")
+    for name, entry in result["metrics"].items():
+        if not isinstance(entry, dict) or any(key not in entry for key in REQUIRED_METRIC):
+            raise PagbenchError(f"{source}: metric {name!r} lacks one of {', '.join(REQUIRED_METRIC)}")
+        for key in ("value", "stderr"):
+            if entry[key] is not None and not isinstance(entry[key], (int, float)):
+                raise PagbenchError(f"{source}: metric {name!r} {key} is not a number")
+    return result
+
+
+def load_result(path: str | Path) -> dict:
+    """Read and validate a result file; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PagbenchError(f"{path}: cannot read ({error.strerror or error})") from error
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PagbenchError(f"{path}: malformed JSON ({error.msg} at line {error.lineno})") from error
+    return validate_result(data, source=str(path))

@@ -1,0 +1,287 @@
+"""The evaluation runner: one pass over the images computes every metric.
+
+Per batch: one forward and one backward pass of the model for the chosen input gradient; the
+score and the tangent basis come from the :class:`~pagbench.cache.GeometryCache` (they do not
+depend on the model); then every metric reads the shared :class:`~pagbench.metrics.MetricContext`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from .aggregate import summarize
+from .cache import GeometryCache
+from .errors import MetricUnavailable, PagbenchError
+from .gradients import GRADIENTS, input_gradients
+from .options import EvaluationOptions
+from .scores import PAIRED_SCORE, SCORE_KINDS
+
+
+
+
+@dataclass
+class EvaluationSetup:
+    """Everything resolved before the first batch: dataset, model, providers, metrics."""
+
+    options: EvaluationOptions
+    dataset: Any
+    model: Any
+    score_provider: Any = None
+    score_provider_name: str | None = None
+    manifold_provider: Any = None
+    manifold_provider_name: str | None = None
+    score_kind: str = "posterior"
+    sigma: float | None = None
+    metrics: list = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    device: Any = None
+
+
+def _check_options(options: EvaluationOptions) -> None:
+    if options.gradient not in GRADIENTS:
+        raise PagbenchError(f"unknown gradient {options.gradient!r}; choose from {', '.join(GRADIENTS)}")
+    if options.score != "auto" and options.score not in SCORE_KINDS:
+        raise PagbenchError(f"unknown score {options.score!r}; choose from auto, {', '.join(SCORE_KINDS)}")
+    if options.num_images <= 0:
+        raise PagbenchError(f"--num-images must be positive, got {options.num_images}")
+    if options.batch_size <= 0:
+        raise PagbenchError(f"--batch-size must be positive, got {options.batch_size}")
+    if options.sigma is not None and not options.sigma >= 0:
+        raise PagbenchError(f"--sigma must be >= 0 (pixel units), got {options.sigma}")
+
+
+def _provider(kind: str, name: str | None, default: str | None, dataset, options):
+    """Instantiate a score or manifold provider, or return (None, reason)."""
+    from . import registry
+
+    chosen = name or default
+    if chosen is None:
+        return None, None, f"no {kind} provider for dataset {dataset.name!r} (choose one with --{kind}-provider)"
+    table = registry.score_providers() if kind == "score" else registry.manifold_providers()
+    entry = table.get(chosen)
+    try:
+        return entry.factory(dataset, dict(options.provider_options)), chosen, None
+    except MetricUnavailable as error:
+        if name is not None:
+            raise PagbenchError(str(error)) from error
+        return None, chosen, str(error)
+
+
+def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
+    """Resolve names, load the model, check shapes and metric availability (no heavy compute).
+
+    ``model`` may be a ready :class:`~pagbench.models.LoadedModel` (e.g. for a second model with
+    the same dataset); otherwise ``options.model`` is loaded from the registry.
+    """
+    from . import registry
+    from .models import check_output_shape, load_model, resolve_device
+
+    _check_options(options)
+    device = resolve_device(options.device)
+    dataset_entry = registry.datasets().get(options.dataset)
+    dataset = dataset_entry.factory(options.data_root)
+    split = dataset.split(options.split)
+    if options.num_images > len(split):
+        raise PagbenchError(
+            f"--num-images {options.num_images} exceeds the {len(split)} images of {dataset.name!r}/{options.split}"
+        )
+    loaded = model if model is not None else load_model(options.model, dataset, options.device)
+    check_output_shape(loaded.module, dataset, device)
+
+    setup = EvaluationSetup(options=options, dataset=dataset, model=loaded, device=device)
+    setup.score_kind = PAIRED_SCORE[options.gradient] if options.score == "auto" else options.score
+    score_provider, setup.score_provider_name, score_reason = _provider(
+        "score", options.score_provider, dataset_entry.default_score_provider, dataset, options
+    )
+    manifold_provider, setup.manifold_provider_name, manifold_reason = _provider(
+        "manifold", options.manifold_provider, dataset_entry.default_manifold_provider, dataset, options
+    )
+    setup.score_provider, setup.manifold_provider = score_provider, manifold_provider
+    if score_provider is not None:
+        setup.sigma = float(options.sigma if options.sigma is not None else score_provider.default_sigma)
+
+    metric_table = registry.metrics()
+    wanted = list(options.metrics) if options.metrics else metric_table.names()
+    for name in wanted:
+        metric = metric_table.get(name)
+        reason = None
+        if "score" in metric.requires and score_provider is None:
+            reason = score_reason
+        elif "tangent_basis" in metric.requires and manifold_provider is None:
+            reason = manifold_reason
+        else:
+            try:
+                metric.check_available(setup)
+            except MetricUnavailable as error:
+                reason = str(error)
+        if reason is None:
+            setup.metrics.append(metric)
+        else:
+            setup.unavailable[metric.name] = reason
+    if not setup.metrics:
+        raise PagbenchError("no metric can be computed: " + "; ".join(f"{k}: {v}" for k, v in setup.unavailable.items()))
+    return setup
+
+
+def _image_seed(seed: int, index: int, stream: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{index}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class _Randomness:
+    """Per-image random streams: results do not depend on the batch size or order."""
+
+    def __init__(self, seed: int, indices):
+        self.seed, self.indices = seed, [int(i) for i in indices]
+
+    def randn(self, stream: str, *shape: int):
+        import torch
+
+        draws = []
+        for index in self.indices:
+            generator = torch.Generator().manual_seed(_image_seed(self.seed, index, stream))
+            draws.append(torch.randn(*shape, generator=generator, dtype=torch.float64))
+        return torch.stack(draws)
+
+
+def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, progress: bool = True, model=None, per_image: bool = False) -> dict:
+    """Evaluate one model; returns the result document (see :mod:`pagbench.results`).
+
+    ``cache`` shares scores and tangent bases between runs (a new one per call by default, which
+    still reads the on-disk cache). ``per_image=True`` adds the per-image values under ``per_image``.
+    """
+    import torch
+
+    from .metrics import MetricContext
+
+    started = time.perf_counter()
+    setup = prepare(options, model=model)
+    cache = cache if cache is not None else GeometryCache()
+    dataset, split = setup.dataset, setup.dataset.split(options.split)
+    module, device = setup.model.module, setup.device
+    needs_score = any("score" in m.requires for m in setup.metrics)
+    needs_tangent = any("tangent_basis" in m.requires for m in setup.metrics)
+    needs_mask = any("signal_mask" in m.requires for m in setup.metrics)
+
+    per_image_values: dict[str, list] = {}
+    curves: dict[str, list] = {}
+    degenerate = {"zero_gradient": 0, "nonfinite_gradient": 0, "nonfinite_logits": 0}
+    timing = {"model_seconds": 0.0, "geometry_seconds": 0.0, "metrics_seconds": 0.0}
+    indices_all = list(range(options.num_images))
+
+    def probabilities(images):
+        with torch.no_grad():
+            return torch.softmax(module(images).double(), dim=1)
+
+    from .progress import progress_bar
+
+    with progress_bar(f"evaluating {setup.model.name}", total=options.num_images, enabled=progress) as advance:
+        for start in range(0, options.num_images, options.batch_size):
+            indices = indices_all[start : start + options.batch_size]
+            batch = split.batch(indices)
+            images, labels = batch.images.to(device), batch.labels.to(device)
+
+            tick = time.perf_counter()
+            logits, gradient = input_gradients(module, images, labels, options.gradient)
+            gradient = gradient.cpu()
+            timing["model_seconds"] += time.perf_counter() - tick
+
+            flat = gradient.reshape(gradient.shape[0], -1)
+            finite = torch.isfinite(flat).all(1)
+            nonzero = flat.abs().amax(1) > 0
+            logits_finite = torch.isfinite(logits).all(1).cpu()
+            degenerate["nonfinite_logits"] += int((~logits_finite).sum())
+            degenerate["nonfinite_gradient"] += int((~finite & logits_finite).sum())
+            degenerate["zero_gradient"] += int((finite & ~nonzero).sum())
+            gradient_ok = finite & nonzero & logits_finite
+
+            tick = time.perf_counter()
+            score = tangent = None
+            batch_key = dict(dataset=dataset.fingerprint, split=options.split, indices=hashlib.sha256(str(indices).encode()).hexdigest())
+            if needs_score:
+                provider = setup.score_provider
+                key = cache.key(kind="score", provider=provider.fingerprint, sigma=setup.sigma, score=setup.score_kind, **batch_key)
+                score = cache.get_or_compute(
+                    key,
+                    lambda: provider.scores(batch.images, batch.labels, setup.sigma, setup.score_kind),
+                    disk=provider.disk_cache,
+                )
+            if needs_tangent:
+                provider = setup.manifold_provider
+                key = cache.key(kind="tangent", provider=provider.fingerprint, **batch_key)
+                tangent = cache.get_or_compute(
+                    key, lambda: provider.tangent_basis(batch.images, batch.labels), disk=provider.disk_cache, storage="float32"
+                )
+            timing["geometry_seconds"] += time.perf_counter() - tick
+
+            tick = time.perf_counter()
+            context = MetricContext(
+                images=images,
+                labels=labels,
+                logits=logits,
+                gradient=gradient,
+                gradient_ok=gradient_ok,
+                probabilities=probabilities,
+                randomness=_Randomness(options.seed, indices),
+                dataset=dataset,
+                options=options,
+                score=score,
+                tangent_basis=tangent,
+                signal_mask=batch.signal_mask if needs_mask else None,
+            )
+            for metric in setup.metrics:
+                output = metric.compute(context)
+                for name, values in output.values.items():
+                    per_image_values.setdefault(name, []).append(values.detach().double().cpu())
+                for name, values in output.curves.items():
+                    curves.setdefault(name, []).append(values.detach().double().cpu())
+            timing["metrics_seconds"] += time.perf_counter() - tick
+            advance(len(indices))
+
+    per_image_tensors = {name: torch.cat(parts) for name, parts in per_image_values.items()}
+    metrics_out: dict[str, dict] = {}
+    curves_out: dict[str, dict] = {}
+    settings: dict[str, dict] = {}
+    for metric in setup.metrics:
+        for name, direction in metric.outputs.items():
+            if name in per_image_tensors:
+                metrics_out[name] = {**summarize(per_image_tensors[name]).as_dict(), "higher_is_better": direction}
+        derived_directions = metric.derived_outputs()
+        for name, summary in metric.derived(per_image_tensors).items():
+            metrics_out[name] = {**summary.as_dict(), "higher_is_better": derived_directions.get(name)}
+        for name, grid in metric.curve_grid(setup).items():
+            if name in curves:
+                stacked = torch.cat(curves[name])
+                columns = [summarize(stacked[:, j]) for j in range(stacked.shape[1])]
+                curves_out[name] = {
+                    "x": grid,
+                    "mean": [c.value for c in columns],
+                    "stderr": [c.stderr for c in columns],
+                    "n": [c.n for c in columns],
+                }
+        description = metric.describe(setup)
+        if description:
+            settings[metric.name] = description
+
+    messages = []
+    bad = sum(degenerate.values())
+    if bad:
+        message = f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from gradient metrics"
+        messages.append(message)
+        warnings.warn(message, stacklevel=2)
+
+    timing["total_seconds"] = time.perf_counter() - started
+    timing["images_per_second"] = options.num_images / timing["total_seconds"]
+    from .results import build_result
+
+    result = build_result(setup, metrics_out, curves_out, settings, degenerate, timing, messages)
+    if per_image:
+        result["per_image"] = {"index": indices_all, **{k: v.tolist() for k, v in per_image_tensors.items()}}
+    return result
+
+
+__all__ = ["EvaluationOptions", "EvaluationSetup", "evaluate", "prepare"]

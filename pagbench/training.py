@@ -1,0 +1,220 @@
+"""The training loop shared by every regime, with a resumable model store.
+
+A :class:`TrainingRecipe` fixes everything that determines the weights (dataset, regime,
+strength, architecture, width, optimiser schedule, seed). Weights and the recipe live in the
+model store (``<cache dir>/models/<recipe id>/``); a checkpoint after every epoch lets an
+interrupted run resume from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .errors import PagbenchError
+from .paths import cache_dir, write_atomic, write_json_atomic
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Everything that determines a trained model. Learning rates are per step; SGD with
+    momentum and weight decay; the lr is multiplied by ``lr_decay`` at each milestone epoch."""
+
+    dataset: str
+    regime: str = "standard"
+    strength: float = 0.0
+    architecture: str = "resnet18"
+    width: int = 64
+    epochs: int = 200
+    lr: float = 0.025
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    lr_milestones: tuple[int, ...] = (150, 175)
+    lr_decay: float = 0.1
+    augment: str = "crop-flip"
+    seed: int = 0
+    regime_options: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["lr_milestones"] = list(self.lr_milestones)
+        return data
+
+    @property
+    def identifier(self) -> str:
+        """A stable id: readable prefix + hash of every field."""
+        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.architecture}-w{self.width}-{self.dataset}-{self.regime}-{self.strength:g}-s{self.seed}-{digest}"
+
+    def validate(self) -> None:
+        if not self.epochs > 0:
+            raise PagbenchError(f"epochs must be positive, got {self.epochs}")
+        if not self.strength >= 0:
+            raise PagbenchError(f"strength must be >= 0, got {self.strength}")
+        if not self.lr > 0:
+            raise PagbenchError(f"lr must be positive, got {self.lr}")
+        if not self.batch_size > 0:
+            raise PagbenchError(f"batch size must be positive, got {self.batch_size}")
+        if not self.width > 0:
+            raise PagbenchError(f"width must be positive, got {self.width}")
+
+    def with_overrides(self, **overrides) -> "TrainingRecipe":
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def store_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def recipe_dir(recipe: TrainingRecipe) -> Path:
+    return store_dir() / recipe.identifier
+
+
+def is_trained(recipe: TrainingRecipe) -> bool:
+    return (recipe_dir(recipe) / "weights.pt").exists() and (recipe_dir(recipe) / "recipe.json").exists()
+
+
+def _save_tensor_file(path: Path, payload) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, lambda stream: stream.write(buffer.getvalue()))
+
+
+def _schedule(recipe: TrainingRecipe, epoch: int) -> float:
+    return recipe.lr * recipe.lr_decay ** sum(epoch >= milestone for milestone in recipe.lr_milestones)
+
+
+def _augment(images, recipe: TrainingRecipe, generator):
+    """Random crop (pad 4, reflect) and horizontal flip, per example, as in the paper."""
+    import torch
+    import torch.nn.functional as functional
+
+    if recipe.augment == "none":
+        return images
+    batch, _, height, width = images.shape
+    padded = functional.pad(images, (4, 4, 4, 4), mode="reflect")
+    rows = torch.randint(0, 9, (batch,), generator=generator)
+    cols = torch.randint(0, 9, (batch,), generator=generator)
+    crops = torch.stack([padded[i, :, rows[i] : rows[i] + height, cols[i] : cols[i] + width] for i in range(batch)])
+    flips = torch.rand(batch, generator=generator) < 0.5
+    crops[flips] = crops[flips].flip(-1)
+    return crops
+
+
+def train(
+    recipe: TrainingRecipe,
+    build_model: Callable[[], "object"],
+    dataset,
+    loss_fn: Callable,
+    device: str = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+):
+    """Train (or resume) ``recipe``; returns the model in eval mode and the stored recipe record.
+
+    ``loss_fn(model, images, labels, strength)`` is the regime's loss on one batch. After each
+    epoch a checkpoint (model, optimiser, epoch) is written atomically; on start, an existing
+    checkpoint of the same recipe is resumed.
+    """
+    import torch
+
+    from .models import resolve_device
+    from .progress import progress_bar
+
+    recipe.validate()
+    device = resolve_device(device)
+    directory = recipe_dir(recipe)
+    train_split = dataset.split("train")
+    test_split = dataset.split("test")
+    torch.manual_seed(recipe.seed)
+    model = build_model().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    start_epoch, history = 0, []
+    checkpoint_path = directory / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        history = json.loads(state["history"])
+        torch.set_rng_state(state["rng"])
+        if log:
+            log(f"resuming {recipe.identifier} from epoch {start_epoch}")
+    generator = torch.Generator().manual_seed(recipe.seed + 7919 * start_epoch)
+    count = len(train_split)
+    steps_per_epoch = (count + recipe.batch_size - 1) // recipe.batch_size
+    total_steps = steps_per_epoch * (recipe.epochs - start_epoch)
+    started = time.perf_counter()
+    description = f"training {recipe.regime} {recipe.strength:g} on {recipe.dataset}"
+    with progress_bar(description, total=total_steps, enabled=progress) as advance:
+        for epoch in range(start_epoch, recipe.epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = _schedule(recipe, epoch)
+            model.train()
+            order = torch.randperm(count, generator=generator)
+            loss_sum, seen = 0.0, 0
+            for start in range(0, count, recipe.batch_size):
+                batch = train_split.batch(order[start : start + recipe.batch_size].tolist())
+                images = _augment(batch.images, recipe, generator).to(device)
+                labels = batch.labels.to(device)
+                loss = loss_fn(model, images, labels, recipe.strength)
+                if not torch.isfinite(loss):
+                    raise PagbenchError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower the lr or the strength")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item() * labels.shape[0]
+                seen += labels.shape[0]
+                advance(1, epoch=f"{epoch + 1}/{recipe.epochs}", loss=loss_sum / seen)
+            history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "lr": _schedule(recipe, epoch)})
+            _save_tensor_file(
+                checkpoint_path,
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                 "history": json.dumps(history), "rng": torch.get_rng_state()},
+            )
+    model.eval()
+    accuracy = evaluate_accuracy(model, test_split, device)
+    record = {
+        "recipe": recipe.as_dict(),
+        "identifier": recipe.identifier,
+        "test_accuracy": accuracy,
+        "history": history,
+        "train_seconds": time.perf_counter() - started,
+        "pagbench_version": __version__,
+    }
+    _save_tensor_file(directory / "weights.pt", {key: value.detach().cpu() for key, value in model.state_dict().items()})
+    write_json_atomic(directory / "recipe.json", record)
+    checkpoint_path.unlink(missing_ok=True)
+    return model, record
+
+
+def evaluate_accuracy(model, split, device, batch_size: int = 500) -> float:
+    import torch
+
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            batch = split.batch(list(range(start, min(start + batch_size, len(split)))))
+            correct += int((model(batch.images.to(device)).argmax(1).cpu() == batch.labels).sum())
+    return correct / len(split)
+
+
+def load_trained(recipe: TrainingRecipe, build_model: Callable[[], "object"], device="cpu"):
+    """The stored model of ``recipe`` (weights_only loading) and its record."""
+    import torch
+
+    directory = recipe_dir(recipe)
+    model = build_model()
+    state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    record = json.loads((directory / "recipe.json").read_text())
+    return model.to(device).eval(), record

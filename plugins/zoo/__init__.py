@@ -1,0 +1,49 @@
+"""Built-in plugin: the ResNet18 model zoo and the ``pagbench train`` command.
+
+Models named ``resnet18-<dataset>-<regime>-<strength>`` (e.g. ``resnet18-synthetic-noise-0.1``)
+resolve to a :class:`~pagbench.training.TrainingRecipe`; stored weights load, missing ones are
+trained first (with progress) and kept in the model store.
+"""
+
+from pagbench import ModelCard, ModelFamily, hookimpl
+
+from .recipes import PREFIX, parse_name
+
+
+def _card(name: str) -> ModelCard:
+    dataset, regime, strength = parse_name(name)
+    return ModelCard(
+        architecture="resnet18 (CIFAR-style, 3x3 stem)",
+        dataset=dataset,
+        regime="standard" if strength == 0 else regime,
+        strength=strength,
+        source="trained by pagbench (pagbench train)",
+        licence="MIT",
+        description=f"{regime} training at strength {strength:g}",
+    )
+
+
+def _build(name, dataset, device):
+    from .build import zoo_model
+
+    return zoo_model(name, dataset, device)
+
+
+@hookimpl
+def register_models(register):
+    register(
+        ModelFamily(
+            prefix=PREFIX,
+            factory=_build,
+            card=_card,
+            description="ResNet18 zoo: <dataset>-<regime>-<strength>, trained on first use",
+            examples=("resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.1"),
+        )
+    )
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import add_commands
+
+    add_commands(cli)
