@@ -78,7 +78,7 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
     the same dataset); otherwise ``options.model`` is loaded from the registry.
     """
     from . import registry
-    from .models import check_output_shape, load_model, resolve_device
+    from .models import check_output_shape, load_model, prepare_for_evaluation, resolve_device
 
     _check_options(options)
     device = resolve_device(options.device)
@@ -90,6 +90,7 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
             f"--num-images {options.num_images} exceeds the {len(split)} images of {dataset.name!r}/{options.split}"
         )
     loaded = model if model is not None else load_model(options.model, dataset, options.device)
+    loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device)
 
     setup = EvaluationSetup(options=options, dataset=dataset, model=loaded, device=device)

@@ -58,6 +58,7 @@ def build_lpips(random_backbone: bool = False):
     """AlexNet-LPIPS v0.1 in eval mode with the ImageNet backbone (or random, if asked)."""
     import contextlib
     import io
+    import warnings
 
     import lpips
     import torch
@@ -68,7 +69,8 @@ def build_lpips(random_backbone: bool = False):
             f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
             f"there or set PAGBENCH_LPIPS_BACKBONE"
         )
-    with contextlib.redirect_stdout(io.StringIO()):  # lpips prints a banner
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # banner, torchvision deprecations
+        warnings.simplefilter("ignore")
         model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
     if not random_backbone:
         try:

@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated cache, offline mode, only the built-in plugins, and helpers to
+register throwaway plugins on the plugin manager."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+BUILTINS = "metrics,regimes,synthetic,zoo"
+os.environ["PAGBENCH_LOAD_PLUGINS"] = BUILTINS  # keep installed third-party plugins out
+os.environ["PAGBENCH_OFFLINE"] = "1"
+os.environ.pop("PAGBENCH_STRICT_PLUGINS", None)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    directory = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("PAGBENCH_CACHE_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture
+def register_plugin():
+    """``register_plugin(obj)`` registers a throwaway plugin for the duration of the test."""
+    from pagbench.plugins import get_plugin_manager
+
+    manager = get_plugin_manager()
+    names = []
+
+    def register(plugin, name=None):
+        name = manager.register(plugin, name=name)
+        names.append(name)
+        return name
+
+    yield register
+    for name in names:
+        manager.unregister(name=name)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from pagbench.registry import datasets
+
+    return datasets().get("synthetic").factory(None)
+
+
+@contextlib.contextmanager
+def env(**values):
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update({key: value for key, value in values.items()})
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
