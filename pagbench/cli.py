@@ -14,10 +14,13 @@ from . import __version__
 from .errors import PagbenchError
 
 
-def _console(stderr: bool = False):
+def console(stderr: bool = False):
+    """A rich console; when not writing to a terminal, wide enough that tables do not wrap."""
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, width=width)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -81,8 +84,8 @@ def plugins_command():
         table.add_column(column)
     for info in plugin_infos():
         table.add_row(info.name, info.distribution or "-", info.version or "-", ", ".join(info.hooks))
-    console = _console()
-    console.print(table)
+    out = console()
+    out.print(table)
     failures = plugin_failures()
     if failures:
         broken = Table(title="plugins that failed to load", style="red")
@@ -90,7 +93,7 @@ def plugins_command():
             broken.add_column(column)
         for failure in failures:
             broken.add_row(failure.name, failure.distribution or "-", failure.error)
-        console.print(broken)
+        out.print(broken)
 
 
 @cli.command("models")
@@ -113,7 +116,7 @@ def models_command():
             card = entry.card
             strength = "-" if card.strength is None else f"{card.strength:g}"
             table.add_row(entry.name, card.architecture, card.dataset, card.regime, strength, registry._owners[entry.name], card.description)
-    _console().print(table)
+    console().print(table)
 
 
 def _simple_listing(kind: str, title: str, columns: tuple[str, ...], row):
@@ -127,7 +130,7 @@ def _simple_listing(kind: str, title: str, columns: tuple[str, ...], row):
         table.add_column(column)
     for entry in registry:
         table.add_row(*row(entry), registry._owners[entry.name])
-    _console().print(table)
+    console().print(table)
 
 
 @cli.command("datasets")
@@ -195,13 +198,13 @@ def _metrics_table(results: list[dict]):
 
 
 def _report(results: list[dict]) -> None:
-    console = _console()
-    console.print(_metrics_table(results))
+    out = console()
+    out.print(_metrics_table(results))
     for result in results:
         for name, reason in result.get("unavailable", {}).items():
-            console.print(f"[yellow]{result['config']['model']}: {name} unavailable: {reason}")
+            out.print(f"[yellow]{result['config']['model']}: {name} unavailable: {reason}")
         for message in result.get("warnings", []):
-            console.print(f"[yellow]warning ({result['config']['model']}): {message}")
+            out.print(f"[yellow]warning ({result['config']['model']}): {message}")
 
 
 def evaluation_options(function):

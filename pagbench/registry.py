@@ -98,7 +98,7 @@ def build_registry(kind: str) -> Registry:
     registry: Registry = Registry(kind)
     manager = get_plugin_manager()
     hook = getattr(manager.hook, KINDS[kind])
-    for implementation in reversed(hook.get_hookimpls()):
+    for implementation in hook.get_hookimpls():  # registration order: built-ins first
         registry._current_plugin = implementation.plugin_name
         arguments = {name: registry.register for name in implementation.argnames}
         try:

@@ -38,9 +38,9 @@ def add_commands(cli: click.Group) -> None:
     @cli.command("trainers")
     def trainers_command():
         """List registered training regimes."""
-        from rich.console import Console
         from rich.table import Table
 
+        from pagbench.cli import console
         from pagbench.registry import trainers
 
         table = Table(title="training regimes")
@@ -48,4 +48,4 @@ def add_commands(cli: click.Group) -> None:
             table.add_column(column)
         for entry in trainers():
             table.add_row(entry.name, entry.strength_name, ", ".join(f"{s:g}" for s in entry.default_strengths), entry.description)
-        Console().print(table)
+        console().print(table)

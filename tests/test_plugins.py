@@ -1,0 +1,113 @@
+"""Plugin loading: forgiving, observable, restrictable; registries answer with close matches."""
+
+from importlib import metadata
+
+import pytest
+from click.testing import CliRunner
+
+import pagbench.plugins as plugins_module
+from pagbench import DatasetEntry, hookimpl
+from pagbench.errors import PagbenchError
+
+
+@pytest.fixture
+def fresh_manager(monkeypatch):
+    """A plugin manager rebuilt from (patched) entry points; the real one is restored after."""
+    monkeypatch.setattr(plugins_module, "_manager", None)
+    monkeypatch.setattr(plugins_module, "_failures", [])
+    monkeypatch.setattr(plugins_module, "_distributions", {})
+    real = metadata.entry_points
+
+    def with_extra(*extra):
+        from .conftest import BUILTINS
+
+        monkeypatch.setenv("PAGBENCH_LOAD_PLUGINS", ",".join([BUILTINS] + [name for name, _ in extra]))
+
+        def entry_points(group=None):
+            found = list(real(group=group))
+            return found + [metadata.EntryPoint(name=name, value=value, group="pagbench") for name, value in extra]
+
+        monkeypatch.setattr(plugins_module.metadata, "entry_points", entry_points)
+
+    return with_extra
+
+
+def test_a_broken_plugin_is_reported_and_the_rest_keeps_working(fresh_manager, monkeypatch):
+    fresh_manager(("broken", "pagbench_no_such_module_xyz"))
+    from pagbench.registry import models
+
+    assert "bayes" in models()  # built-ins still load
+    failures = plugins_module.plugin_failures()
+    assert [f.name for f in failures] == ["broken"]
+    assert "ModuleNotFoundError" in failures[0].error
+    from pagbench.cli import build_cli
+
+    output = CliRunner().invoke(build_cli(), ["plugins"]).output
+    assert "broken" in output and "pagbench_no_such_module_xyz" in output
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(fresh_manager, monkeypatch):
+    fresh_manager(("broken", "pagbench_no_such_module_xyz"))
+    monkeypatch.setenv("PAGBENCH_STRICT_PLUGINS", "1")
+    with pytest.raises(PagbenchError, match="plugin 'broken' failed"):
+        plugins_module.get_plugin_manager()
+
+
+def test_load_list_restricts_plugins(fresh_manager, monkeypatch):
+    fresh_manager()
+    monkeypatch.setenv("PAGBENCH_LOAD_PLUGINS", "synthetic")
+    names = {info.name for info in plugins_module.plugin_infos()}
+    assert names == {"synthetic"}
+
+
+def test_plugin_infos_carry_distribution_and_version(fresh_manager):
+    fresh_manager()
+    infos = {info.name: info for info in plugins_module.plugin_infos()}
+    assert infos["synthetic"].distribution == "pagbench"
+    assert infos["synthetic"].version == "0.1.0"
+    assert "register_datasets" in infos["synthetic"].hooks
+
+
+def test_a_misspelt_hook_is_an_error(register_plugin):
+    import pluggy
+
+    class Misspelt:
+        @hookimpl
+        def register_model(self, register):  # missing "s"
+            pass
+
+    register_plugin(Misspelt(), name="misspelt")
+    with pytest.raises(pluggy.PluginValidationError):
+        plugins_module.get_plugin_manager().check_pending()
+
+
+def test_duplicate_names_are_reported_not_silently_overwritten(register_plugin):
+    class Duplicate:
+        @hookimpl
+        def register_datasets(self, register):
+            register(DatasetEntry(name="synthetic", factory=lambda data_root: None))
+
+    register_plugin(Duplicate(), name="duplicate")
+    from pagbench.registry import datasets
+
+    registry = datasets()
+    assert registry.owner("synthetic") == "synthetic"
+    assert any("registered twice" in f.error for f in plugins_module.plugin_failures())
+
+
+def test_unknown_names_suggest_close_matches():
+    from pagbench.registry import metrics, trainers
+
+    with pytest.raises(PagbenchError, match="did you mean on_manifold_fraction"):
+        metrics().get("on_manifold_fractoin")
+    with pytest.raises(PagbenchError, match="did you mean gnorm"):
+        trainers().get("gnrom")
+
+
+def test_families_match_by_prefix_not_substring():
+    from pagbench.registry import models
+
+    registry = models()
+    assert registry.get("resnet18-synthetic-noise-0.1").prefix == "resnet18-"
+    with pytest.raises(PagbenchError):
+        registry.get("my-resnet18-synthetic-noise-0.1")
