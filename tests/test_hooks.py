@@ -1,0 +1,99 @@
+"""Every hook, exercised through the out-of-tree example plugin, and hook docs that cannot drift.
+
+The example package in examples/pagbench-example-plugin is registered on the plugin manager as
+its entry point would register it, then used end to end.
+"""
+
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import pagbench
+from pagbench import hookspecs
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "pagbench-example-plugin"
+HOOKS = [name for name, value in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
+
+
+@pytest.fixture
+def example(register_plugin, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    import pagbench_example
+
+    register_plugin(pagbench_example, name="example")
+    yield pagbench_example
+    for module in [m for m in sys.modules if m.startswith("pagbench_example")]:
+        del sys.modules[module]
+
+
+def test_hook_register_datasets(example):
+    from pagbench.registry import datasets
+
+    dataset = datasets().get("example-bars").factory(None)
+    assert dataset.split("test").batch([0, 1]).signal_mask.shape == (2, 1, 16, 16)
+
+
+def test_hook_register_models(example):
+    result = pagbench.evaluate("example-bars-template", dataset="example-bars", num_images=100, batch_size=50)
+    assert result["config"]["model_card"]["source"] == "pagbench-example-plugin"
+    assert result["metrics"]["accuracy"]["value"] > 0.9
+
+
+def test_hook_register_score_providers(example):
+    result = pagbench.evaluate("example-bars-template", dataset="example-bars", num_images=40, metrics=("score_cosine",))
+    assert result["config"]["score_provider"] == "class-gaussians"
+    assert -1 <= result["metrics"]["score_cosine"]["value"] <= 1
+
+
+def test_hook_register_manifold_providers(example):
+    result = pagbench.evaluate(
+        "example-bars-template", dataset="example-bars", num_images=40, metrics=("on_manifold_fraction",), provider_options={"k": "4"}
+    )
+    assert result["metrics"]["on_manifold_fraction_random"]["value"] == pytest.approx(4 / 256)
+
+
+def test_hook_register_metrics(example):
+    result = pagbench.evaluate("example-bars-template", dataset="example-bars", num_images=40, metrics=("gradient_norm", "signal_distractor_ratio"))
+    assert result["metrics"]["gradient_norm"]["value"] > 0
+    # the template model barely looks at the distractor half
+    assert result["metrics"]["signal_distractor_ratio"]["value"] > 3
+
+
+def test_hook_register_trainers(example):
+    from pagbench.registry import datasets, trainers
+    from pagbench.training import TrainingRecipe, train
+    from pagbench_plugins.zoo.build import architecture
+
+    entry = trainers().get("label-smoothing")
+    dataset = datasets().get("example-bars").factory(None)
+    recipe = TrainingRecipe(dataset="example-bars", regime="label-smoothing", strength=0.1, width=4, epochs=2, lr=0.05, lr_milestones=(), augment="none")
+    model, record = train(recipe, lambda: architecture(recipe, dataset), dataset, entry.loss, progress=False)
+    assert record["recipe"]["regime"] == "label-smoothing" and len(record["history"]) == 2
+    assert 0 <= record["test_accuracy"] <= 1
+
+
+def test_hook_register_commands(example):
+    from pagbench.cli import build_cli
+
+    assert CliRunner().invoke(build_cli(), ["example-hello"]).output.strip() == "hello from pagbench-example-plugin"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_in_contributing(hook):
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    assert re.search(rf"^### `{hook}\(", text, re.MULTILINE), f"CONTRIBUTING.md has no '### `{hook}(...)`' section"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook):
+    assert f"test_hook_{hook}" in globals(), f"tests/test_hooks.py lacks test_hook_{hook}"
+
+
+def test_example_plugin_declares_its_entry_point():
+    text = (EXAMPLE / "pyproject.toml").read_text()
+    assert '[project.entry-points.pagbench]' in text and 'example = "pagbench_example"' in text
