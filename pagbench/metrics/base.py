@@ -38,6 +38,12 @@ class MetricContext:
     tangent_basis: "torch.Tensor | None" = None
     signal_mask: "torch.Tensor | None" = None
 
+    def reference_probabilities(self) -> "torch.Tensor":
+        """softmax of the batch's logits (B, Y) float64, from the gradient pass: no extra forward."""
+        import torch
+
+        return torch.softmax(self.logits.double(), dim=1)
+
     def masked(self, values: "torch.Tensor") -> "torch.Tensor":
         """``values`` with NaN where the gradient is degenerate (excluded from means)."""
         import torch

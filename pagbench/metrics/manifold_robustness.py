@@ -76,7 +76,7 @@ class ManifoldRobustness(Metric):
         images = context.images
         batch = images.shape[0]
         along, across = random_directions(context.tangent_basis, context.randomness)
-        reference = context.probabilities(images)
+        reference = context.reference_probabilities()
         curves = {}
         for name, direction in (("manifold_robustness_on", along), ("manifold_robustness_off", across)):
             direction = direction.reshape(images.shape).to(images.device, images.dtype)

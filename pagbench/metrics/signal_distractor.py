@@ -55,7 +55,7 @@ class SignalDistractorRatio(Metric):
         images = context.images
         mask = context.signal_mask.to(images.device, images.dtype)
         noise = context.randomness.randn("signal_distractor", *images.shape[1:]).to(images.device, images.dtype)
-        reference = context.probabilities(images)
+        reference = context.reference_probabilities()
         curves = {}
         for name, region in (("signal_sensitivity", mask), ("distractor_sensitivity", 1.0 - mask)):
             changes = []
