@@ -139,6 +139,7 @@ def train(
     model = build_model().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     start_epoch, history = 0, []
+    generator = torch.Generator().manual_seed(recipe.seed)  # data order and augmentation
     checkpoint_path = directory / "checkpoint.pt"
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
@@ -147,9 +148,9 @@ def train(
         start_epoch = int(state["epoch"])
         history = json.loads(state["history"])
         torch.set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
         if log:
             log(f"resuming {recipe.identifier} from epoch {start_epoch}")
-    generator = torch.Generator().manual_seed(recipe.seed + 7919 * start_epoch)
     count = len(train_split)
     steps_per_epoch = (count + recipe.batch_size - 1) // recipe.batch_size
     total_steps = steps_per_epoch * (recipe.epochs - start_epoch)
@@ -179,7 +180,7 @@ def train(
             _save_tensor_file(
                 checkpoint_path,
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                 "history": json.dumps(history), "rng": torch.get_rng_state()},
+                 "history": json.dumps(history), "rng": torch.get_rng_state(), "generator": generator.get_state()},
             )
     model.eval()
     accuracy = evaluate_accuracy(model, test_split, device)
