@@ -200,9 +200,14 @@ def _metrics_table(results: list[dict]):
 def _report(results: list[dict]) -> None:
     out = console()
     out.print(_metrics_table(results))
+    reasons = {}
     for result in results:
         for name, reason in result.get("unavailable", {}).items():
-            out.print(f"[yellow]{result['config']['model']}: {name} unavailable: {reason}")
+            reasons.setdefault((name, reason), []).append(result["config"]["model"])
+    for (name, reason), models in reasons.items():
+        who = "" if len(models) == len(results) else f" (for {', '.join(models)})"
+        out.print(f"[yellow]{name} unavailable{who}: {reason}")
+    for result in results:
         for message in result.get("warnings", []):
             out.print(f"[yellow]warning ({result['config']['model']}): {message}")
 
@@ -308,7 +313,7 @@ def evaluate_command(models, output, output_dir, per_image, **kwargs):
     _report(results)
 
 
-DEMO_MODELS = ("bayes", "resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.1")
+DEMO_MODELS = ("bayes", "resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.3")
 
 
 @cli.command("demo")

@@ -11,6 +11,14 @@ from pagbench.training import TrainingRecipe, is_trained, recipe_dir, train
 TINY = dict(dataset="synthetic", width=4, epochs=2, lr=0.05, batch_size=256, lr_milestones=(1,), augment="none")
 
 
+@pytest.fixture(scope="module")
+def synthetic():
+    """The embedded distribution with a small training split, so training tests stay quick."""
+    from pagbench_plugins.synthetic.dataset import build_dataset
+
+    return build_dataset(train_size=1000, test_size=200)
+
+
 def build(synthetic):
     from pagbench_plugins.zoo.build import architecture
 

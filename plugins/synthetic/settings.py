@@ -3,6 +3,6 @@
 from .config import SyntheticConfig
 
 DEFAULT_CONFIG = SyntheticConfig()
-TRAIN_SIZE = 2000
+TRAIN_SIZE = 20000
 TEST_SIZE = 1000
 TRAIN_SEED, TEST_SEED = 1, 2

@@ -11,7 +11,8 @@ PREFIX = "resnet18-"
 #: Defaults per dataset. ``synthetic`` is sized to train in about a minute on 2 CPU cores;
 #: ``cifar10`` is the paper's schedule (DESIGN §7).
 DATASET_DEFAULTS: dict[str, dict] = {
-    "synthetic": dict(width=16, epochs=30, lr=0.05, batch_size=128, lr_milestones=(20, 25), augment="none"),
+    "synthetic": dict(width=8, epochs=6, lr=2e-3, batch_size=128, lr_milestones=(), augment="none",
+                      optimizer="adam", schedule="onecycle", weight_decay=0.0),
     "cifar10": dict(width=64, epochs=200, lr=0.025, batch_size=128, lr_milestones=(150, 175), augment="crop-flip"),
 }
 
