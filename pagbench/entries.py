@@ -32,7 +32,8 @@ class DatasetEntry:
 class ModelCard:
     """What a model is: it flows into result files and the leaderboard.
 
-    ``strength`` is the training regime's strength in that regime's own units (0 = standard).
+    ``strength`` is the training regime's strength in that regime's own units (0 = standard);
+    ``seed`` the training seed where one applies.
     """
 
     architecture: str
@@ -42,6 +43,7 @@ class ModelCard:
     source: str = ""
     licence: str = ""
     description: str = ""
+    seed: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

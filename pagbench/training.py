@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -147,6 +148,10 @@ def train(
     ``loss_fn(model, images, labels, strength)`` is the regime's loss on one batch. After each
     epoch a checkpoint (model, optimiser, epoch) is written atomically; on start, an existing
     checkpoint of the same recipe is resumed.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) training is data-parallel (PyTorch DDP, NCCL on GPUs,
+    gloo on CPUs): every rank draws the same global batch of ``batch_size`` and trains on its
+    1/world share, so the recipe means the same thing at any world size; rank 0 writes the files.
     """
     import torch
 
@@ -155,11 +160,17 @@ def train(
 
     recipe.validate()
     device = resolve_device(device)
+    rank, world = 0, 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device, rank, world = _init_distributed(device)
     directory = recipe_dir(recipe)
     train_split = dataset.split("train")
     test_split = dataset.split("test")
     torch.manual_seed(recipe.seed)
     model = build_model().to(device)
+    network = model
+    if world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if recipe.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     else:
@@ -182,9 +193,9 @@ def train(
     total_steps = steps_per_epoch * (recipe.epochs - start_epoch)
     started = time.perf_counter()
     description = f"training {recipe.regime} {recipe.strength:g} on {recipe.dataset}"
-    with progress_bar(description, total=total_steps, enabled=progress) as advance:
+    with progress_bar(description, total=total_steps, enabled=progress and rank == 0) as advance:
         for epoch in range(start_epoch, recipe.epochs):
-            model.train()
+            network.train()
             order = torch.randperm(count, generator=generator)
             loss_sum, seen = 0.0, 0
             for step_in_epoch, start in enumerate(range(0, count, recipe.batch_size)):
@@ -192,9 +203,9 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = train_split.batch(order[start : start + recipe.batch_size].tolist())
-                images = _augment(batch.images, recipe, generator).to(device)
-                labels = batch.labels.to(device)
-                loss = loss_fn(model, images, labels, recipe.strength)
+                images = _augment(batch.images, recipe, generator)[rank::world].to(device)
+                labels = batch.labels[rank::world].to(device)
+                loss = loss_fn(network, images, labels, recipe.strength)
                 if not torch.isfinite(loss):
                     raise PagbenchError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower the lr or the strength")
                 optimizer.zero_grad(set_to_none=True)
@@ -204,11 +215,12 @@ def train(
                 seen += labels.shape[0]
                 advance(1, epoch=f"{epoch + 1}/{recipe.epochs}", loss=loss_sum / seen)
             history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "lr": lr})
-            _save_tensor_file(
-                checkpoint_path,
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                 "history": json.dumps(history), "rng": torch.get_rng_state(), "generator": generator.get_state()},
-            )
+            if rank == 0:
+                _save_tensor_file(
+                    checkpoint_path,
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                     "history": json.dumps(history), "rng": torch.get_rng_state(), "generator": generator.get_state()},
+                )
     model.eval()
     accuracy = evaluate_accuracy(model, test_split, device)
     record = {
@@ -217,12 +229,31 @@ def train(
         "test_accuracy": accuracy,
         "history": history,
         "train_seconds": time.perf_counter() - started,
+        "world_size": world,
         "pagbench_version": __version__,
     }
-    _save_tensor_file(directory / "weights.pt", {key: value.detach().cpu() for key, value in model.state_dict().items()})
-    write_json_atomic(directory / "recipe.json", record)
-    checkpoint_path.unlink(missing_ok=True)
+    if rank == 0:
+        _save_tensor_file(directory / "weights.pt", {key: value.detach().cpu() for key, value in model.state_dict().items()})
+        write_json_atomic(directory / "recipe.json", record)
+        checkpoint_path.unlink(missing_ok=True)
+    if world > 1:
+        import torch.distributed as distributed
+
+        distributed.barrier()
     return model, record
+
+
+def _init_distributed(device):
+    """Join the torchrun process group; returns (this rank's device, rank, world size)."""
+    import torch
+    import torch.distributed as distributed
+
+    if not distributed.is_initialized():
+        distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device, distributed.get_rank(), distributed.get_world_size()
 
 
 def evaluate_accuracy(model, split, device, batch_size: int = 500) -> float:

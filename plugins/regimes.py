@@ -68,6 +68,7 @@ def pgd_perturb(model, images, labels, epsilon: float, steps: int = 10, step_siz
     import torch.nn.functional as functional
 
     step_size = step_size if step_size is not None else 2.5 * epsilon / steps
+    model = getattr(model, "module", model)  # attack the bare network, outside DDP's hooks
     was_training = model.training
     model.eval()
     delta = torch.zeros_like(images)

@@ -74,8 +74,8 @@ def test_bad_recipes_are_rejected(field, value, synthetic):
 def test_zoo_names_parse_and_reject_nonsense():
     from pagbench_plugins.zoo.recipes import parse_name, recipe_for
 
-    assert parse_name("resnet18-synthetic-noise-0.1") == ("synthetic", "noise", 0.1)
-    assert parse_name("resnet18-digits-distractor-pgd-1") == ("digits-distractor", "pgd", 1.0)
+    assert parse_name("resnet18-synthetic-noise-0.1") == ("synthetic", "noise", 0.1, 0)
+    assert parse_name("resnet18-digits-distractor-pgd-1-s3") == ("digits-distractor", "pgd", 1.0, 3)
     assert recipe_for("synthetic", "noise", 0).regime == "standard"
     with pytest.raises(PagbenchError, match="not a number"):
         parse_name("resnet18-synthetic-noise-big")

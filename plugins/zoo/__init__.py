@@ -11,7 +11,7 @@ from .recipes import PREFIX, parse_name
 
 
 def _card(name: str) -> ModelCard:
-    dataset, regime, strength = parse_name(name)
+    dataset, regime, strength, seed = parse_name(name)
     return ModelCard(
         architecture="resnet18 (CIFAR-style, 3x3 stem)",
         dataset=dataset,
@@ -20,6 +20,7 @@ def _card(name: str) -> ModelCard:
         source="trained by pagbench (pagbench train)",
         licence="MIT",
         description=f"{regime} training at strength {strength:g}",
+        seed=seed,
     )
 
 

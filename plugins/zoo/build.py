@@ -45,11 +45,11 @@ def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True)
 
 
 def zoo_model(name: str, dataset, device):
-    dataset_name, regime, strength = parse_name(name)
+    dataset_name, regime, strength, seed = parse_name(name)
     if dataset_name != dataset.name:
         raise PagbenchError(f"model {name!r} was trained on {dataset_name!r}, not on {dataset.name!r}")
     from pagbench.registry import trainers
 
     trainers().get(regime)  # unknown regime → one-line error with close matches
-    model, _ = obtain(recipe_for(dataset_name, regime, strength), dataset, str(device))
+    model, _ = obtain(recipe_for(dataset_name, regime, strength, seed=seed), dataset, str(device))
     return model

@@ -1,0 +1,195 @@
+"""Sweep reports: from result files of one regime at several strengths to the paper's figure,
+a markdown table and a regime label per strength.
+
+Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands).
+Strength 0 is the standard model.
+
+Regime labels (documented rule, applied to the seed means):
+
+* **excessive** — accuracy is more than ``ACCURACY_DROP`` (0.05) below the standard model's, or
+  the on-manifold sensitivity fell below half of the standard model's: the model has become
+  robust along the manifold too and lost what it learned;
+* **Bayes-aligned** — not excessive, the off/on robustness ratio is at most half the standard
+  model's (off-manifold sensitivity has collapsed while on-manifold sensitivity holds), and the
+  alignment (``score_cosine``) has covered at least half the way from the standard model to the
+  sweep's peak;
+* **weak** — everything else (the standard model included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import PagbenchError
+
+ACCURACY_DROP = 0.05
+METRICS = (
+    "accuracy",
+    "score_cosine",
+    "lpips_alignment",
+    "on_manifold_fraction",
+    "manifold_robustness_on",
+    "manifold_robustness_off",
+    "manifold_robustness_off_on_ratio",
+)
+
+
+@dataclass
+class SweepRow:
+    """One strength: per-metric mean over seeds, and min/max over seeds."""
+
+    strength: float
+    seeds: list[int] = field(default_factory=list)
+    mean: dict[str, float | None] = field(default_factory=dict)
+    low: dict[str, float | None] = field(default_factory=dict)
+    high: dict[str, float | None] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    label: str = ""
+
+
+def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, list[SweepRow]]:
+    """Group results by strength; returns (dataset, regime, rows sorted by strength).
+
+    Results must share a dataset; strength-0 results of any regime count as the standard model.
+    """
+    if not results:
+        raise PagbenchError("no result files to report on")
+    datasets = {result["config"]["dataset"] for result in results}
+    if len(datasets) > 1:
+        raise PagbenchError(f"results mix datasets: {', '.join(sorted(datasets))}")
+    regimes = {result["config"]["model_card"].get("regime") for result in results if (result["config"]["model_card"].get("strength") or 0) > 0}
+    if regime is None:
+        if len(regimes) != 1:
+            raise PagbenchError(f"results mix regimes ({', '.join(sorted(map(str, regimes)))}); choose one with --regime")
+        regime = regimes.pop()
+    grouped: dict[float, list[dict]] = {}
+    for result in results:
+        card = result["config"]["model_card"]
+        strength = float(card.get("strength") or 0.0)
+        if strength > 0 and card.get("regime") != regime:
+            continue
+        grouped.setdefault(strength, []).append(result)
+    rows = []
+    for strength in sorted(grouped):
+        row = SweepRow(strength=strength)
+        for name in METRICS:
+            values = [r["metrics"][name]["value"] for r in grouped[strength] if name in r["metrics"] and r["metrics"][name]["value"] is not None]
+            row.mean[name] = sum(values) / len(values) if values else None
+            row.low[name] = min(values) if values else None
+            row.high[name] = max(values) if values else None
+        row.seeds = sorted(r["config"]["model_card"].get("seed") or 0 for r in grouped[strength])
+        row.models = sorted(r["config"]["model"] for r in grouped[strength])
+        rows.append(row)
+    label_regimes(rows)
+    return datasets.pop(), regime, rows
+
+
+def label_regimes(rows: list[SweepRow]) -> None:
+    """Set ``row.label`` by the rule in the module docstring (needs a strength-0 row)."""
+    standard = next((row for row in rows if row.strength == 0), None)
+    if standard is None:
+        for row in rows:
+            row.label = "-"
+        return
+    cosines = [row.mean.get("score_cosine") for row in rows if row.mean.get("score_cosine") is not None]
+    peak = max(cosines) if cosines else None
+    for row in rows:
+        accuracy, base_accuracy = row.mean.get("accuracy"), standard.mean.get("accuracy")
+        on, base_on = row.mean.get("manifold_robustness_on"), standard.mean.get("manifold_robustness_on")
+        ratio, base_ratio = row.mean.get("manifold_robustness_off_on_ratio"), standard.mean.get("manifold_robustness_off_on_ratio")
+        cosine, base_cosine = row.mean.get("score_cosine"), standard.mean.get("score_cosine")
+        if row.strength > 0 and (
+            (accuracy is not None and base_accuracy is not None and accuracy < base_accuracy - ACCURACY_DROP)
+            or (on is not None and base_on and on < 0.5 * base_on)
+        ):
+            row.label = "excessive"
+        elif (
+            row.strength > 0
+            and ratio is not None
+            and base_ratio
+            and ratio <= 0.5 * base_ratio
+            and cosine is not None
+            and peak is not None
+            and base_cosine is not None
+            and cosine >= base_cosine + 0.5 * (peak - base_cosine)
+            and peak > base_cosine
+        ):
+            row.label = "Bayes-aligned"
+        else:
+            row.label = "weak"
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def render_markdown(dataset: str, regime: str, rows: list[SweepRow]) -> str:
+    """A markdown table: one row per strength (seed means)."""
+    header = (
+        f"| {regime} strength | seeds | accuracy | score_cosine | lpips_alignment | on_manifold_fraction | "
+        "on (ε) | off (ε) | off/on | regime |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for row in rows:
+        strength = "0 (standard)" if row.strength == 0 else f"{row.strength:g}"
+        lines.append(
+            f"| {strength} | {len(row.models)} | {_cell(row.mean['accuracy'])} | {_cell(row.mean['score_cosine'])} | "
+            f"{_cell(row.mean['lpips_alignment'])} | {_cell(row.mean['on_manifold_fraction'])} | "
+            f"{_cell(row.mean['manifold_robustness_on'])} | {_cell(row.mean['manifold_robustness_off'])} | "
+            f"{_cell(row.mean['manifold_robustness_off_on_ratio'])} | {row.label} |"
+        )
+    return f"### {regime} on {dataset}\n\n" + header + "\n".join(lines) + "\n"
+
+
+def plot(dataset: str, regime: str, rows: list[SweepRow], path: str | Path, headline_epsilon: float | None = None) -> Path:
+    """The paper's layout: top, on- vs off-manifold sensitivity; bottom, accuracy and alignment;
+    strength on a log axis (the standard model drawn at the left edge); min–max bands over seeds."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .paths import write_atomic
+
+    positive = [row.strength for row in rows if row.strength > 0]
+    if not positive:
+        raise PagbenchError("a sweep figure needs at least one positive strength")
+    left = min(positive) / 3.0
+    xs = [row.strength if row.strength > 0 else left for row in rows]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True)
+
+    def series(axis, name, label, colour, style="-"):
+        points = [(x, row.mean[name], row.low[name], row.high[name]) for x, row in zip(xs, rows) if row.mean.get(name) is not None]
+        if not points:
+            return
+        x, mean, low, high = zip(*points)
+        axis.plot(x, mean, style, color=colour, marker="o", label=label)
+        axis.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+
+    epsilon = f" (ε = {headline_epsilon:g})" if headline_epsilon else ""
+    series(top, "manifold_robustness_off", "off-manifold", "tab:red")
+    series(top, "manifold_robustness_on", "on-manifold", "tab:blue")
+    top.set_ylabel("softmax L1 change" + epsilon)
+    top.legend(loc="best")
+    top.set_title(f"{regime} on {dataset}")
+    series(bottom, "accuracy", "accuracy", "black", "--")
+    series(bottom, "score_cosine", "score cosine", "tab:green")
+    series(bottom, "lpips_alignment", "1 − LPIPS", "tab:purple")
+    series(bottom, "on_manifold_fraction", "on-manifold fraction", "tab:orange", ":")
+    bottom.set_ylabel("accuracy / alignment")
+    bottom.set_xscale("log")
+    bottom.set_xlabel(f"{regime} strength (standard model at the left edge)")
+    bottom.legend(loc="best", fontsize="small")
+    for axis in (top, bottom):
+        for x, row in zip(xs, rows):
+            if row.label == "Bayes-aligned":
+                axis.axvspan(x / 1.25, x * 1.25, color="gold", alpha=0.15, linewidth=0)
+        axis.axvline(left * 1.7, color="grey", linewidth=0.5)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return write_atomic(path, lambda stream: stream.write(buffer.getvalue()))

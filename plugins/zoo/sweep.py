@@ -1,0 +1,101 @@
+"""Sweeps: train (or reuse) one zoo model per (strength, seed), evaluate it, write one result
+file per model, then render the figure, table and regime labels from the result files.
+
+Results merge by file: jobs run anywhere (``--emit-jobs`` writes one command per model) write
+into the same directory, and ``pagbench sweep-report DIR`` renders from whatever is there.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from pagbench.errors import PagbenchError
+from pagbench.paths import write_atomic
+
+from .recipes import GRIDS, model_name, recipe_for
+
+
+def strengths_for(regime: str, preset: str, strengths: tuple[float, ...] | None) -> list[float]:
+    """The strengths to sweep, 0 (the standard model) first."""
+    if strengths is None:
+        grid = GRIDS.get(preset, {}).get(regime)
+        if grid is None:
+            raise PagbenchError(f"preset {preset!r} has no grid for regime {regime!r}; give --strengths or --grid")
+        strengths = grid
+    if not strengths:
+        raise PagbenchError("the strength grid is empty")
+    for value in strengths:
+        if not value >= 0:
+            raise PagbenchError(f"strengths must be >= 0, got {value}")
+    return sorted({0.0, *map(float, strengths)})
+
+
+def result_path(output_dir: Path, name: str) -> Path:
+    return Path(output_dir) / f"{name}.json"
+
+
+def run_one(dataset, regime: str, strength: float, seed: int, preset: str, output_dir: Path, evaluation: dict, device: str, progress: bool, overrides: dict) -> dict:
+    """Train or reuse the model of (regime, strength, seed), evaluate it, write its result file."""
+    from pagbench.models import LoadedModel
+    from pagbench.options import EvaluationOptions
+    from pagbench.results import write_result
+    from pagbench.runner import evaluate
+
+    from . import _card
+    from .build import obtain
+
+    name = model_name(dataset.name, regime, strength, seed)
+    recipe = recipe_for(dataset.name, regime, strength, seed=seed, preset=preset, **overrides)
+    module, record = obtain(recipe, dataset, device, progress)
+    card = _card(name)
+    card = type(card)(**{**card.as_dict(), "description": f"recipe {recipe.identifier}; test accuracy {record['test_accuracy']:.4f}"})
+    loaded = LoadedModel(name=name, module=module, card=card, plugin="zoo")
+    options = EvaluationOptions(model=name, dataset=dataset.name, device=device, **evaluation)
+    result = evaluate(options, model=loaded, progress=progress)
+    result["config"]["training_recipe"] = recipe.as_dict()
+    write_result(result, result_path(output_dir, name))
+    return result
+
+
+def load_results(output_dir: Path) -> list[dict]:
+    from pagbench.results import load_result
+
+    paths = sorted(Path(output_dir).glob("*.json"))
+    if not paths:
+        raise PagbenchError(f"no result files in {output_dir}")
+    return [load_result(path) for path in paths]
+
+
+def report(output_dir: Path, regime: str | None = None) -> tuple[Path, Path, str]:
+    """Render ``sweep-<regime>.png`` and ``sweep-<regime>.md`` into ``output_dir``."""
+    from pagbench.sweep_report import collect, plot, render_markdown
+
+    results = load_results(output_dir)
+    dataset, regime, rows = collect(results, regime)
+    epsilon = None
+    for result in results:
+        epsilon = result.get("metric_settings", {}).get("manifold_robustness", {}).get("headline_epsilon", epsilon)
+    figure = plot(dataset, regime, rows, Path(output_dir) / f"sweep-{regime}.png", headline_epsilon=epsilon)
+    table = render_markdown(dataset, regime, rows)
+    markdown = Path(output_dir) / f"sweep-{regime}.md"
+    write_atomic(markdown, lambda stream: stream.write(table.encode()))
+    return figure, markdown, table
+
+
+def job_commands(dataset: str, regime: str, strengths: list[float], seeds: int, preset: str, output_dir: Path, extra: list[str]) -> list[str]:
+    """One ``pagbench sweep`` command per (strength, seed), for any scheduler."""
+    commands = []
+    for strength in strengths:
+        for seed in range(seeds):
+            arguments = ["pagbench", "sweep", "--dataset", dataset, "--regime", regime, "--strengths", f"{strength:g}",
+                         "--seed-offset", str(seed), "--seeds", "1", "--preset", preset, "--output-dir", str(output_dir), "--no-report", *extra]
+            commands.append(shlex.join(arguments))
+    return commands
+
+
+def write_jobs(path: Path, commands: list[str]) -> None:
+    text = "\n".join(commands) + "\n"
+    write_atomic(path, lambda stream: stream.write(text.encode()))
+    print(f"wrote {len(commands)} jobs to {path}; run them anywhere, then: pagbench sweep-report DIR", file=sys.stderr)
