@@ -46,21 +46,24 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     },
 }
 
-_NAME = re.compile(r"^(?P<dataset>.+)-(?P<regime>[A-Za-z0-9_]+)-(?P<strength>[^-]+)(?:-s(?P<seed>\d+))?$")
+_SEED = re.compile(r"-s(\d+)$")
 
 
 def parse_name(name: str) -> tuple[str, str, float, int]:
     """``resnet18-synthetic-noise-0.1-s2`` → ("synthetic", "noise", 0.1, 2); the seed defaults to 0."""
-    match = _NAME.match(name[len(PREFIX) :]) if name.startswith(PREFIX) else None
-    if match is None:
+    rest = name[len(PREFIX) :] if name.startswith(PREFIX) else ""
+    seed_match = _SEED.search(rest)
+    seed = int(seed_match.group(1)) if seed_match else 0
+    parts = rest[: seed_match.start()].split("-") if seed_match else rest.split("-")
+    if len(parts) < 3 or not all(parts):
         raise PagbenchError(f"zoo model names look like {PREFIX}<dataset>-<regime>-<strength>[-s<seed>], got {name!r}")
     try:
-        strength = float(match["strength"])
+        strength = float(parts[-1])
     except ValueError:
-        raise PagbenchError(f"{name!r}: strength {match['strength']!r} is not a number") from None
-    if not strength >= 0 or strength != strength or strength == float("inf"):
+        raise PagbenchError(f"{name!r}: strength {parts[-1]!r} is not a number") from None
+    if not 0 <= strength < float("inf"):
         raise PagbenchError(f"{name!r}: strength must be a finite number >= 0")
-    return match["dataset"], match["regime"], strength, int(match["seed"] or 0)
+    return "-".join(parts[:-2]), parts[-2], strength, seed
 
 
 def model_name(dataset: str, regime: str, strength: float, seed: int = 0) -> str:
