@@ -8,6 +8,7 @@ with an error naming its file and leaves the committed files as they were.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -119,8 +120,12 @@ def _cell(entry: Entry, metric: str, unavailable_as: str, notes: _Footnotes, wit
 
 
 def card_path(entry: Entry) -> str:
-    """The model card's path relative to the leaderboard folder."""
-    return f"{CARDS}/{entry.dataset}/{safe_name(entry.model)}.md"
+    """The model card's path relative to the leaderboard folder: ``cards/<dataset>/<model>.md``
+    (names that are not file-safe get a short hash, so two models never share a card)."""
+    name = safe_name(entry.model)
+    if name != entry.model:
+        name += "--" + hashlib.sha256(entry.model.encode()).hexdigest()[:6]
+    return f"{CARDS}/{entry.dataset}/{name}.md"
 
 
 def gallery_path(entry: Entry) -> str:

@@ -193,6 +193,10 @@ def check_leaderboard_result(result: dict, source: str) -> dict:
         raise PagbenchError(f"{source}: config.model_card is not an object")
     _created(result, source)
     try:
+        json.dumps(result, allow_nan=False)
+    except ValueError:
+        raise PagbenchError(f"{source}: contains NaN or infinity (not valid JSON for an entry)") from None
+    try:
         entry_id(entry_key(result))
     except (TypeError, ValueError) as error:
         raise PagbenchError(f"{source}: configuration cannot be keyed ({error})") from None
