@@ -418,7 +418,10 @@ def verify_entry(entry: Entry, num_images: int | None = None, device: str = "cpu
 
     if num_images is not None and num_images <= 0:
         raise PagbenchError(f"--num-images must be positive, got {num_images}")
-    options = options_from_config(entry.config, num_images=num_images, device=device, data_root=data_root)
+    from dataclasses import replace
+
+    # the entry's data root names a folder on the machine that made it: use this machine's
+    options = replace(options_from_config(entry.config, num_images=num_images, device=device), data_root=data_root)
     result = evaluate(options, progress=progress)
     notes = []
     stored_fingerprint = entry.config.get("dataset_fingerprint")

@@ -50,3 +50,39 @@ def test_gallery_command_writes_the_png_and_rejects_bad_input(register_plugin, t
     ):
         result = CliRunner().invoke(cli, ["gallery", *args], catch_exceptions=False)
         assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_leaderboard_galleries_are_drawn_per_entry_linked_and_pruned(tmp_path):
+    import json
+
+    import pagbench
+    from pagbench.board import build, draw_galleries, gallery_path, overview_path
+    from pagbench.leaderboard import add_results, load_entries
+
+    source = tmp_path / "r.json"
+    source.write_text(json.dumps(pagbench.evaluate("bayes", num_images=5, batch_size=5)))
+    root = tmp_path / "lb"
+    add_results([source], root)
+    stale = root / "galleries" / "synthetic" / "gone--0123456789ab.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    report = draw_galleries(root, num_images=2)
+    (entry,) = load_entries(root)
+    assert sorted(report.written) == sorted([root / gallery_path(entry), root / overview_path("synthetic")])
+    assert report.removed == [stale] and not stale.exists()
+    build(root)
+    board = (root / "README.md").read_text()
+    assert f"[png]({gallery_path(entry)})" in board and f"({overview_path('synthetic')})" in board
+
+
+def test_model_names_that_are_not_file_safe_get_their_own_card():
+    from pathlib import Path
+
+    from pagbench.board import card_path
+    from pagbench.leaderboard import Entry
+
+    def entry(model):
+        return Entry(Path("x.json"), {"config": {"model": model, "dataset": "synthetic"}})
+
+    assert card_path(entry("bayes")) == "cards/synthetic/bayes.md"
+    assert card_path(entry("timm:resnet")) != card_path(entry("timm-resnet"))

@@ -288,6 +288,25 @@ def test_board_links_galleries_that_exist_and_warns_about_mixed_dataset_versions
     assert "rows come from 2 versions of this dataset" in board
 
 
+def test_board_labels_a_regime_sweep(result, tmp_path):
+    from pagbench.board import render_board
+    from pagbench.leaderboard import add_results, load_entries
+
+    ratio = "manifold_robustness_off_on_ratio"
+    sweep = [
+        variant(result, "resnet18-synthetic-standard-0", None, "standard", 0.0, accuracy=0.87, score_cosine=0.53, **{ratio: 0.6}),
+        variant(result, "resnet18-synthetic-noise-0.03", None, "noise", 0.03, accuracy=0.86, score_cosine=0.53, **{ratio: 0.6}),
+        variant(result, "resnet18-synthetic-noise-0.3", None, "noise", 0.3, accuracy=0.87, score_cosine=0.59, **{ratio: 0.3}),
+        variant(result, "resnet18-synthetic-noise-1", None, "noise", 1.0, accuracy=0.51, score_cosine=0.51, **{ratio: 0.1}),
+    ]
+    add_results([write(tmp_path / f"{i}.json", document) for i, document in enumerate(sweep)], tmp_path / "lb")
+    board = render_board(load_entries(tmp_path / "lb"), tmp_path / "lb")
+    row = {line.split("](")[0].split("[")[-1]: line for line in board.splitlines() if line.startswith("| ") and "](cards/" in line}
+    assert "| noise 0.3 |" in row["resnet18-synthetic-noise-0.3"] and "| Bayes-aligned |" in row["resnet18-synthetic-noise-0.3"]
+    assert "| weak |" in row["resnet18-synthetic-noise-0.03"] and "| excessive |" in row["resnet18-synthetic-noise-1"]
+    assert "| standard | 0.870 |" in row["resnet18-synthetic-standard-0"]
+
+
 def test_check_mode_does_not_import_torch(tmp_path, result):
     from pagbench.leaderboard import add_results
 
