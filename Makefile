@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.pagbench-installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench leaderboard clean
 
 install:
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test-fast: install
 
 bench: install
 	$(PYTHON) benchmarks/evaluation_overhead.py
+
+# Re-evaluate the board's models (zoo models train on first use), add, draw galleries, build the board.
+leaderboard: install
+	PAGBENCH=$(VENV)/bin/pagbench scripts/build_board.sh
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

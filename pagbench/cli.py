@@ -331,6 +331,12 @@ def demo_command(models, output_dir, **kwargs):
     _report(results)
 
 
+from .leaderboard_cli import gallery_command, leaderboard_group  # noqa: E402  (click only; heavy imports are lazy)
+
+cli.add_command(leaderboard_group)
+cli.add_command(gallery_command)
+
+
 def build_cli() -> click.Group:
     """The root group with every plugin's commands added."""
     from .plugins import get_plugin_manager, record_failure

@@ -133,9 +133,11 @@ def load_result(path: str | Path) -> dict:
     """Read and validate a result file; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise PagbenchError(f"{path}: cannot read ({error.strerror or error})") from error
+    except UnicodeDecodeError:
+        raise PagbenchError(f"{path}: malformed JSON (not UTF-8 text)") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

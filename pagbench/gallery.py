@@ -1,0 +1,253 @@
+"""Gradient galleries (the paper's Figure 1, for any models): see whether gradients look like images.
+
+One row per image: the input (clipped to [0,1] for display), each model's input gradient and
+the score, side by side. Every gradient and the score are normalised as for LPIPS,
+ĝ = g / max|g| per image, so all panels share one colour scale:
+
+* ``rgb`` (default for 3-channel images): the RGB image (ĝ + 1)/2 — exactly what LPIPS compares;
+  mid-grey is 0.
+* ``sum``: the per-pixel sum over channels, divided by its own max |·|, on a diverging colour map
+  (blue −1, white 0, red +1). The only choice for 1-channel images.
+
+Under each gradient: its cosine with the score and the model's prediction. matplotlib is imported
+lazily and drawn on an Agg canvas (no pyplot, no global backend change); files are written atomically.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .errors import PagbenchError
+
+DISPLAYS = ("auto", "rgb", "sum")
+#: Inches per panel and output resolution: each panel is ``PANEL_INCHES * DPI`` pixels square.
+PANEL_INCHES = 1.6
+DPI = 100
+#: Inches above the panels (title, column names) and below them (the legend line).
+TOP_INCHES = 0.9
+BOTTOM_INCHES = 0.5
+
+
+@dataclass
+class GalleryData:
+    """Everything a gallery shows, as float64 numpy arrays.
+
+    ``images`` (N, C, H, W) in [0,1] (before clipping), ``labels`` (N,), ``indices`` (N,) into the
+    split; per model: ``gradients[m]`` (N, C, H, W), ``predictions[m]`` (N,), ``cosines[m]`` (N,)
+    (NaN without a score or for a zero gradient); ``score`` (N, C, H, W) or None with ``score_note``
+    saying why.
+    """
+
+    dataset: str
+    split: str
+    gradient: str
+    score_kind: str | None
+    sigma: float | None
+    images: object
+    labels: object
+    indices: object
+    models: list[str] = field(default_factory=list)
+    gradients: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)
+    cosines: dict = field(default_factory=dict)
+    score: object = None
+    score_note: str = ""
+
+    def subset(self, models: Sequence[str]) -> "GalleryData":
+        """The same images with only ``models``."""
+        missing = [model for model in models if model not in self.gradients]
+        if missing:
+            raise PagbenchError(f"gallery has no model {', '.join(missing)}")
+        return GalleryData(self.dataset, self.split, self.gradient, self.score_kind, self.sigma, self.images, self.labels,
+                           self.indices, list(models), {m: self.gradients[m] for m in models},
+                           {m: self.predictions[m] for m in models}, {m: self.cosines[m] for m in models},
+                           self.score, self.score_note)
+
+
+def compute_gallery(models: Sequence[str], *, dataset: str = "synthetic", split: str = "test", num_images: int = 4,
+                    gradient: str = "logprob", score: str = "auto", sigma: float | None = None,
+                    score_provider: str | None = None, manifold_provider: str | None = None, data_root: str | None = None,
+                    device: str = "cpu", provider_options: dict | None = None, first_image: int = 0) -> GalleryData:
+    """Input gradients of each model (``pagbench.gradients.input_gradients``) and the dataset's
+    score (from the score provider that ``pagbench.runner.prepare`` resolves) on images
+    ``first_image … first_image + num_images − 1`` of ``split``. Zoo models train on first use."""
+    import torch
+
+    from .gradients import input_gradients
+    from .options import EvaluationOptions
+    from .runner import prepare
+
+    if not models:
+        raise PagbenchError("a gallery needs at least one --model")
+    if len(set(models)) != len(models):
+        raise PagbenchError("a gallery lists each model once")
+    if num_images <= 0:
+        raise PagbenchError(f"--num-images must be positive, got {num_images}")
+    data = None
+    for model in models:
+        options = EvaluationOptions(model=model, dataset=dataset, split=split, num_images=first_image + num_images,
+                                    gradient=gradient, score=score, sigma=sigma, score_provider=score_provider,
+                                    manifold_provider=manifold_provider, metrics=("accuracy",), data_root=data_root,
+                                    device=device, provider_options=dict(provider_options or {}))
+        setup = prepare(options)
+        if data is None:
+            batch = setup.dataset.split(split).batch(list(range(first_image, first_image + num_images)))
+            data = GalleryData(dataset, split, gradient, None, None, batch.images.double().numpy(),
+                               batch.labels.numpy(), batch.indices.numpy())
+            score_tensor = None
+            if setup.score_provider is not None:
+                data.score_kind, data.sigma = setup.score_kind, setup.sigma
+                score_tensor = setup.score_provider.scores(batch.images, batch.labels, setup.sigma, setup.score_kind).double().cpu()
+                data.score = score_tensor.numpy()
+            else:
+                data.score_note = f"no score provider for {dataset!r}"
+        images, labels = batch.images.to(setup.device), batch.labels.to(setup.device)
+        logits, grad = input_gradients(setup.model.module, images, labels, gradient)
+        grad = grad.cpu()
+        data.models.append(model)
+        data.gradients[model] = grad.numpy()
+        data.predictions[model] = logits.argmax(1).cpu().numpy()
+        if score_tensor is not None:
+            flat_g, flat_s = grad.reshape(len(grad), -1), score_tensor.reshape(len(grad), -1)
+            denominator = flat_g.norm(dim=1) * flat_s.norm(dim=1)
+            cosine = (flat_g * flat_s).sum(1) / denominator
+            data.cosines[model] = torch.where(denominator > 0, cosine, torch.full_like(cosine, float("nan"))).numpy()
+        else:
+            data.cosines[model] = torch.full((num_images,), float("nan"), dtype=torch.float64).numpy()
+    return data
+
+
+def _normalised(array):
+    """array / max|array| per image (N, ...); zero images stay zero."""
+    import numpy as np
+
+    scale = np.abs(array.reshape(len(array), -1)).max(axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    return array / scale.reshape(-1, *([1] * (array.ndim - 1)))
+
+
+def resolve_display(display: str, channels: int) -> str:
+    if display not in DISPLAYS:
+        raise PagbenchError(f"unknown display {display!r}; choose from {', '.join(DISPLAYS)}")
+    if display == "auto":
+        return "rgb" if channels == 3 else "sum"
+    if display == "rgb" and channels != 3:
+        raise PagbenchError(f"--display rgb needs 3-channel images, these have {channels}")
+    return display
+
+
+def gallery_size(num_models: int, num_images: int, with_score: bool = True) -> tuple[int, int]:
+    """The PNG's (width, height) in pixels."""
+    columns = 1 + num_models + (1 if with_score else 0)
+    width = columns * PANEL_INCHES
+    height = num_images * PANEL_INCHES + TOP_INCHES + BOTTOM_INCHES
+    return round(width * DPI), round(height * DPI)
+
+
+def render_gallery(data: GalleryData, output: str | Path, display: str = "auto", title: str | None = None) -> Path:
+    """Draw ``data`` into the PNG ``output`` (written atomically); returns its path.
+
+    The PNG is :func:`gallery_size` pixels: one square panel per image and column (input, each
+    model, the score), plus a title band and a legend line.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .paths import write_atomic
+
+    output = Path(output)
+    if output.suffix.lower() != ".png":
+        raise PagbenchError(f"{output}: a gallery is a PNG file (name it .png)")
+    count, channels = data.images.shape[0], data.images.shape[1]
+    display = resolve_display(display, channels)
+    panels = [("input", None)] + [(model, data.gradients[model]) for model in data.models]
+    with_score = data.score is not None
+    if with_score:
+        panels.append(("score", data.score))
+    width, height = gallery_size(len(data.models), count, with_score)
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    columns = len(panels)
+    top = 1 - TOP_INCHES * DPI / height
+    bottom = BOTTOM_INCHES * DPI / height
+    grid = figure.add_gridspec(count, columns, left=0.02, right=0.98, top=top, bottom=bottom, wspace=0.08, hspace=0.32)
+
+    def show(axes, picture):
+        if display == "rgb":
+            axes.imshow(np.clip((np.transpose(picture, (1, 2, 0)) + 1) / 2, 0, 1), interpolation="nearest")
+        else:
+            summed = picture.sum(axis=0)
+            scale = np.abs(summed).max()
+            axes.imshow(summed / scale if scale > 0 else summed, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+
+    normalised = {name: _normalised(values) for name, values in panels if values is not None}
+    for row in range(count):
+        for column, (name, _) in enumerate(panels):
+            axes = figure.add_subplot(grid[row, column])
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if name == "input" and column == 0:
+                image = np.clip(data.images[row], 0, 1)
+                if channels == 3:
+                    axes.imshow(np.transpose(image, (1, 2, 0)), interpolation="nearest")
+                else:
+                    axes.imshow(image.mean(axis=0), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                axes.set_xlabel(f"#{int(data.indices[row])}  label {int(data.labels[row])}", fontsize=7, labelpad=2)
+            else:
+                show(axes, normalised[name][row])
+                if name == "score" and column == columns - 1:
+                    axes.set_xlabel("reference", fontsize=7, labelpad=2)
+                else:
+                    cosine = data.cosines[name][row]
+                    cosine_text = "cos n/a" if not np.isfinite(cosine) else f"cos {cosine:+.2f}"
+                    axes.set_xlabel(f"{cosine_text}  pred {int(data.predictions[name][row])}", fontsize=7, labelpad=2)
+            if row == 0:
+                label = name
+                if name == "score" and column == columns - 1:
+                    label = f"score ({data.score_kind},\nσ={data.sigma:g})"
+                elif column > 0:
+                    label = _wrap(name)
+                axes.set_title(label, fontsize=7)
+    score_text = f"score {data.score_kind} at σ={data.sigma:g}" if with_score else data.score_note
+    heading = title or f"{data.dataset}/{data.split}: input gradients ({data.gradient}) and {score_text}"
+    figure.suptitle(textwrap.fill(heading, max(30, int(width / 6.5))), fontsize=9, y=1 - 0.1 * DPI / height, va="top")
+    legend = ("panels: ĝ = g / max|g| per image, shown as the RGB image (ĝ+1)/2 (grey = 0; what LPIPS compares)"
+              if display == "rgb" else
+              "panels: per-pixel channel sum of g / max|·| per image; blue −1, white 0, red +1")
+    figure.text(0.5, 0.05 * DPI / height, textwrap.fill(legend, max(40, int(width / 5.2))), ha="center", va="bottom", fontsize=7)
+
+    def write(stream):
+        figure.savefig(stream, format="png", dpi=DPI, metadata={"Software": None})
+
+    return write_atomic(output, write)
+
+
+def _wrap(name: str, width: int = 22) -> str:
+    """Break long model names at ``-`` so column titles fit their panel."""
+    if len(name) <= width:
+        return name
+    lines, current = [], ""
+    for part in name.split("-"):
+        piece = part if not current else "-" + part
+        if current and len(current) + len(piece) > width:
+            lines.append(current + "-")
+            current = part
+        else:
+            current += piece
+    lines.append(current)
+    return "\n".join(lines)
+
+
+def gallery(models: Sequence[str], output: str | Path, display: str = "auto", title: str | None = None, **options) -> Path:
+    """Compute (:func:`compute_gallery`, keyword ``options``) and draw (:func:`render_gallery`)."""
+    output = Path(output)
+    if output.suffix.lower() != ".png":
+        raise PagbenchError(f"{output}: a gallery is a PNG file (name it .png)")
+    from .results import check_writable
+
+    check_writable(output)
+    return render_gallery(compute_gallery(models, **options), output, display=display, title=title)

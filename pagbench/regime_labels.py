@@ -1,0 +1,129 @@
+"""Regime labels (weak / Bayes-aligned / excessive) for a sweep of one training regime.
+
+A *sweep* is every entry of one dataset, one architecture, one training regime (``model_card``
+``regime`` with ``strength`` > 0) and one evaluation configuration (the entry key without the
+model name), together with its *reference*: the entry of the same dataset, architecture and
+evaluation configuration whose regime is ``standard``. Write A₀, c₀, r₀ for the reference's
+accuracy, score_cosine and off/on robustness ratio, and a(s), c(s), r(s) for strength s.
+
+1. A strength *keeps accuracy* when a(s) ≥ A₀ − :data:`ACCURACY_TOLERANCE`.
+2. The *peak* s* is the accuracy-keeping strength with the highest score_cosine. It counts only
+   when it beats the reference by more than the standard error of the difference,
+   c(s*) − c₀ > √(se(s*)² + se₀²).
+3. With a peak, an accuracy-keeping strength is **Bayes-aligned** when it has at least half the
+   peak's gain, c(s) ≥ c₀ + (c(s*) − c₀)/2, and its off-manifold sensitivity has fallen,
+   r(s) < r₀ (skipped when a ratio is missing); otherwise it is **weak** when s < s*, and
+   undecided beyond the peak. Without a peak every accuracy-keeping strength is **weak**
+   (robust training has not yet bought alignment).
+4. A strength that loses accuracy is **excessive** when it lies beyond the peak (without a
+   peak: beyond every accuracy-keeping strength); otherwise it is undecided.
+
+Undecided (``-``): entries that are not part of a sweep (the reference itself, the Bayes-optimal
+model, other models), sweeps without a unique reference, sweeps with fewer than
+:data:`MIN_STRENGTHS` strengths, and entries missing accuracy or score_cosine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence
+
+#: Accuracy loss (absolute, w.r.t. the standard model) beyond which a strength "loses accuracy".
+ACCURACY_TOLERANCE = 0.05
+#: Strengths of a regime needed (besides the standard model) before labels are given.
+MIN_STRENGTHS = 2
+WEAK, ALIGNED, EXCESSIVE, UNDECIDED = "weak", "Bayes-aligned", "excessive", "-"
+
+_ACCURACY, _COSINE, _RATIO = "accuracy", "score_cosine", "manifold_robustness_off_on_ratio"
+
+
+def _metric(result: dict, name: str) -> tuple[float | None, float]:
+    record = result["metrics"].get(name)
+    if not isinstance(record, dict) or record.get("value") is None:
+        return None, 0.0
+    return float(record["value"]), float(record.get("stderr") or 0.0)
+
+
+def _group(result: dict) -> str:
+    """Dataset, architecture and evaluation configuration (the entry key without the model)."""
+    from .leaderboard import entry_key
+
+    key = entry_key(result)
+    key.pop("model")
+    card = result["config"].get("model_card") or {}
+    return json.dumps([card.get("architecture"), key], sort_keys=True)
+
+
+def _strength(result: dict) -> float | None:
+    card = result["config"].get("model_card") or {}
+    strength = card.get("strength")
+    return float(strength) if isinstance(strength, (int, float)) and math.isfinite(strength) else None
+
+
+def regime_labels(results: Sequence[dict]) -> list[str]:
+    """One label per result document (same order): weak, Bayes-aligned, excessive or ``-``.
+
+    ``results`` may mix datasets, regimes and configurations; see the module docstring.
+    """
+    labels = [UNDECIDED] * len(results)
+    groups: dict[str, list[int]] = {}
+    for index, result in enumerate(results):
+        groups.setdefault(_group(result), []).append(index)
+    for members in groups.values():
+        references = [i for i in members if (results[i]["config"].get("model_card") or {}).get("regime") == "standard"]
+        if len(references) != 1:
+            continue
+        reference = results[references[0]]
+        sweeps: dict[str, list[int]] = {}
+        for i in members:
+            card = results[i]["config"].get("model_card") or {}
+            strength = _strength(results[i])
+            if card.get("regime") not in (None, "standard") and strength is not None and strength > 0:
+                sweeps.setdefault(card["regime"], []).append(i)
+        for sweep in sweeps.values():
+            for i, label in _label_sweep(reference, [results[i] for i in sweep]).items():
+                labels[sweep[i]] = label
+    return labels
+
+
+def _label_sweep(reference: dict, sweep: list[dict]) -> dict[int, str]:
+    strengths = [_strength(result) for result in sweep]
+    if len(set(strengths)) < MIN_STRENGTHS or len(set(strengths)) != len(strengths):
+        return {}
+    accuracy_0, _ = _metric(reference, _ACCURACY)
+    cosine_0, cosine_se_0 = _metric(reference, _COSINE)
+    ratio_0, _ = _metric(reference, _RATIO)
+    if accuracy_0 is None or cosine_0 is None:
+        return {}
+    points = {}
+    for index, result in enumerate(sweep):
+        accuracy, _ = _metric(result, _ACCURACY)
+        cosine, cosine_se = _metric(result, _COSINE)
+        ratio, _ = _metric(result, _RATIO)
+        if accuracy is not None and cosine is not None:
+            points[index] = (strengths[index], accuracy, cosine, cosine_se, ratio)
+    kept = {i for i, (_, accuracy, *_rest) in points.items() if accuracy >= accuracy_0 - ACCURACY_TOLERANCE}
+    peak = max(kept, key=lambda i: (points[i][2], -points[i][0]), default=None)
+    if peak is not None:
+        _, _, cosine_peak, se_peak, _ = points[peak]
+        if not cosine_peak - cosine_0 > math.sqrt(se_peak**2 + cosine_se_0**2):
+            peak = None
+    if peak is not None:
+        peak_strength = points[peak][0]
+        half_gain = cosine_0 + (points[peak][2] - cosine_0) / 2
+    else:
+        peak_strength = max((points[i][0] for i in kept), default=0.0)
+    labels = {}
+    for index, (strength, accuracy, cosine, _, ratio) in points.items():
+        if index not in kept:
+            labels[index] = EXCESSIVE if strength > peak_strength else UNDECIDED
+        elif peak is None:
+            labels[index] = WEAK
+        elif cosine >= half_gain and (ratio is None or ratio_0 is None or ratio < ratio_0):
+            labels[index] = ALIGNED
+        elif strength < peak_strength:
+            labels[index] = WEAK
+        else:
+            labels[index] = UNDECIDED
+    return labels

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Rebuild the committed leaderboard (leaderboard/): evaluate the board's models into result files,
+# add them as entries, draw the gradient galleries and render leaderboard/README.md.
+# Zoo models missing from the model store are trained first (a few minutes each on a CPU; the
+# gnorm, smooth and especially pgd regimes take longer).
+#
+#   scripts/build_board.sh                                                  # every model below
+#   MODELS_synthetic="bayes resnet18-synthetic-standard-0" scripts/build_board.sh    # a subset
+#
+# Environment: PAGBENCH (the CLI; default `pagbench` on PATH), NUM_IMAGES (500), DEVICE (cpu),
+# GALLERY_IMAGES (4), FRESH=1 to delete the rebuilt datasets' entries and galleries first (e.g.
+# after the dataset changed; otherwise entries of models not listed here stay on the board).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pagbench="${PAGBENCH:-pagbench}"
+num_images="${NUM_IMAGES:-500}"
+device="${DEVICE:-cpu}"
+gallery_images="${GALLERY_IMAGES:-4}"
+
+# Per dataset: the references (Bayes-optimal where one exists, the standard ResNet18) and a sweep
+# of each robust-training regime over its default strengths (`pagbench trainers`).
+sweep() {  # sweep DATASET REGIME STRENGTH... -> zoo model names
+    local dataset=$1 regime=$2
+    shift 2
+    for strength in "$@"; do printf 'resnet18-%s-%s-%s ' "$dataset" "$regime" "$strength"; done
+}
+zoo() {  # zoo DATASET -> standard model and the regime sweeps
+    printf 'resnet18-%s-standard-0 ' "$1"
+    sweep "$1" noise 0.01 0.03 0.1 0.3 1
+    sweep "$1" gnorm 0.001 0.01 0.1 1
+    sweep "$1" smooth 0.01 0.1 1 10
+    sweep "$1" pgd 0.1 0.3 1
+}
+declare -A board=(
+    [synthetic]="${MODELS_synthetic:-bayes $(zoo synthetic)}"
+    [digits-distractor]="${MODELS_digits_distractor:-$(zoo digits-distractor)}"
+)
+
+results="$(mktemp -d)"
+trap 'rm -rf "$results"' EXIT
+registered="$("$pagbench" datasets)"
+built=()
+for dataset in synthetic digits-distractor; do
+    if ! grep -Eq "^[│|] $dataset +[│|]" <<<"$registered"; then
+        echo "skipping $dataset: no such dataset registered" >&2
+        continue
+    fi
+    models=()
+    for model in ${board[$dataset]}; do models+=(--model "$model"); done
+    [ ${#models[@]} -gt 0 ] || continue
+    echo "== $dataset: ${board[$dataset]}" >&2
+    "$pagbench" evaluate --dataset "$dataset" "${models[@]}" --num-images "$num_images" --device "$device" \
+        --no-progress --output-dir "$results" >/dev/null
+    if [ "${FRESH:-0}" = 1 ]; then
+        rm -rf "leaderboard/entries/$dataset" "leaderboard/galleries/$dataset"
+    fi
+    built+=(--dataset "$dataset")
+done
+[ ${#built[@]} -gt 0 ] || { echo "nothing evaluated" >&2; exit 1; }
+"$pagbench" leaderboard add "$results"/*/*.json
+"$pagbench" leaderboard gallery "${built[@]}" --num-images "$gallery_images" --device "$device"
+"$pagbench" leaderboard build
