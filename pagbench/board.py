@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .leaderboard import BOARD, CARDS, DEFAULT_ROOT, ENTRIES, GALLERIES, Entry, entry_key, load_entries, safe_name
-from .regime_labels import ACCURACY_TOLERANCE, MIN_STRENGTHS, regime_labels
+from .regime_labels import ACCURACY_TOLERANCE, MIN_STRENGTHS, ON_COLLAPSE, regime_labels
 
 #: The metric the tables are sorted by (descending), then accuracy (descending), then the model name.
 PRIMARY_METRIC = "score_cosine"
@@ -192,7 +192,9 @@ c(s*) − c₀ exceeds the standard error of that difference. With a peak, an ac
 is **Bayes-aligned** when c(s) ≥ c₀ + (c(s*) − c₀)/2 and r(s) < r₀; otherwise it is **weak** below the
 peak and `-` above it. Without a peak, accuracy-keeping strengths are **weak**. A strength that loses
 accuracy is **excessive** when it lies beyond the peak (without a peak: beyond every
-accuracy-keeping strength), else `-`. The standard and Bayes-optimal rows are references (`-`).
+accuracy-keeping strength), else `-`; so is a strength beyond the peak whose on-manifold
+sensitivity fell below {on_collapse} × the reference's. The standard and Bayes-optimal rows are
+references (`-`).
 """
 
 COLUMNS = ("#", "model", "regime, strength", "accuracy", "score_cosine ± se", "lpips_alignment", "on_manifold_fraction",
@@ -204,7 +206,7 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     root = Path(root)
     notes = _Footnotes()
     labels = dict(zip((entry.path for entry in entries), regime_labels([entry.result for entry in entries])))
-    lines = [HEADER.format(note=GENERATED_NOTE, primary=PRIMARY_METRIC, tolerance=ACCURACY_TOLERANCE, min_strengths=MIN_STRENGTHS)]
+    lines = [HEADER.format(note=GENERATED_NOTE, primary=PRIMARY_METRIC, tolerance=ACCURACY_TOLERANCE, min_strengths=MIN_STRENGTHS, on_collapse=ON_COLLAPSE)]
     datasets = sorted({entry.dataset for entry in entries})
     if not datasets:
         lines.append("No entries yet.\n")

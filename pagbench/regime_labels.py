@@ -16,7 +16,9 @@ accuracy, score_cosine and off/on robustness ratio, and a(s), c(s), r(s) for str
    undecided beyond the peak. Without a peak every accuracy-keeping strength is **weak**
    (robust training has not yet bought alignment).
 4. A strength that loses accuracy is **excessive** when it lies beyond the peak (without a
-   peak: beyond every accuracy-keeping strength); otherwise it is undecided.
+   peak: beyond every accuracy-keeping strength); otherwise it is undecided. A strength beyond
+   the peak whose on-manifold sensitivity fell below :data:`ON_COLLAPSE` (half) of the
+   reference's is excessive too: it has become robust along the manifold as well.
 
 Undecided (``-``): entries that are not part of a sweep (the reference itself, the Bayes-optimal
 model, other models), sweeps without a unique reference, sweeps with fewer than
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 #: Accuracy loss (absolute, w.r.t. the standard model) beyond which a strength "loses accuracy".
@@ -35,7 +38,10 @@ ACCURACY_TOLERANCE = 0.05
 MIN_STRENGTHS = 2
 WEAK, ALIGNED, EXCESSIVE, UNDECIDED = "weak", "Bayes-aligned", "excessive", "-"
 
-_ACCURACY, _COSINE, _RATIO = "accuracy", "score_cosine", "manifold_robustness_off_on_ratio"
+#: A strength beyond the peak whose on-manifold sensitivity fell below this fraction of the
+#: reference's is excessive even if accuracy holds (robust along the manifold too).
+ON_COLLAPSE = 0.5
+_ACCURACY, _COSINE, _RATIO, _ON = "accuracy", "score_cosine", "manifold_robustness_off_on_ratio", "manifold_robustness_on"
 
 
 def _metric(result: dict, name: str) -> tuple[float | None, float]:
@@ -87,43 +93,64 @@ def regime_labels(results: Sequence[dict]) -> list[str]:
     return labels
 
 
+@dataclass(frozen=True)
+class Point:
+    """One strength of a sweep (or the reference, strength 0): seed means where there are seeds.
+    ``cosine_se`` is the standard error of score_cosine; ``ratio`` the off/on robustness ratio and
+    ``on`` the on-manifold sensitivity (None where not measured)."""
+
+    strength: float
+    accuracy: float
+    cosine: float
+    cosine_se: float = 0.0
+    ratio: float | None = None
+    on: float | None = None
+
+
+def _point(result: dict) -> Point | None:
+    accuracy, _ = _metric(result, _ACCURACY)
+    cosine, cosine_se = _metric(result, _COSINE)
+    if accuracy is None or cosine is None:
+        return None
+    return Point(_strength(result) or 0.0, accuracy, cosine, cosine_se, _metric(result, _RATIO)[0], _metric(result, _ON)[0])
+
+
 def _label_sweep(reference: dict, sweep: list[dict]) -> dict[int, str]:
     strengths = [_strength(result) for result in sweep]
-    if len(set(strengths)) < MIN_STRENGTHS or len(set(strengths)) != len(strengths):
+    if len(set(strengths)) != len(strengths):
         return {}
-    accuracy_0, _ = _metric(reference, _ACCURACY)
-    cosine_0, cosine_se_0 = _metric(reference, _COSINE)
-    ratio_0, _ = _metric(reference, _RATIO)
-    if accuracy_0 is None or cosine_0 is None:
+    base = _point(reference)
+    if base is None:
         return {}
-    points = {}
-    for index, result in enumerate(sweep):
-        accuracy, _ = _metric(result, _ACCURACY)
-        cosine, cosine_se = _metric(result, _COSINE)
-        ratio, _ = _metric(result, _RATIO)
-        if accuracy is not None and cosine is not None:
-            points[index] = (strengths[index], accuracy, cosine, cosine_se, ratio)
-    kept = {i for i, (_, accuracy, *_rest) in points.items() if accuracy >= accuracy_0 - ACCURACY_TOLERANCE}
-    peak = max(kept, key=lambda i: (points[i][2], -points[i][0]), default=None)
+    points = {index: point for index, point in ((i, _point(r)) for i, r in enumerate(sweep)) if point is not None}
+    order = list(points)
+    return {index: label for index, label in zip(order, label_points(base, [points[i] for i in order]))}
+
+
+def label_points(reference: Point, points: Sequence[Point]) -> list[str]:
+    """Labels for ``points`` (distinct strengths > 0) against ``reference`` by the module's rule."""
+    if len({point.strength for point in points}) < MIN_STRENGTHS:
+        return [UNDECIDED] * len(points)
+    kept = {i for i, point in enumerate(points) if point.accuracy >= reference.accuracy - ACCURACY_TOLERANCE}
+    peak = max(kept, key=lambda i: (points[i].cosine, -points[i].strength), default=None)
+    if peak is not None and not points[peak].cosine - reference.cosine > math.sqrt(points[peak].cosine_se**2 + reference.cosine_se**2):
+        peak = None
     if peak is not None:
-        _, _, cosine_peak, se_peak, _ = points[peak]
-        if not cosine_peak - cosine_0 > math.sqrt(se_peak**2 + cosine_se_0**2):
-            peak = None
-    if peak is not None:
-        peak_strength = points[peak][0]
-        half_gain = cosine_0 + (points[peak][2] - cosine_0) / 2
+        peak_strength = points[peak].strength
+        half_gain = reference.cosine + (points[peak].cosine - reference.cosine) / 2
     else:
-        peak_strength = max((points[i][0] for i in kept), default=0.0)
-    labels = {}
-    for index, (strength, accuracy, cosine, _, ratio) in points.items():
-        if index not in kept:
-            labels[index] = EXCESSIVE if strength > peak_strength else UNDECIDED
+        peak_strength = max((points[i].strength for i in kept), default=0.0)
+    labels = []
+    for index, point in enumerate(points):
+        collapsed = point.on is not None and reference.on is not None and point.on < ON_COLLAPSE * reference.on
+        if index not in kept or (collapsed and point.strength > peak_strength):
+            labels.append(EXCESSIVE if point.strength > peak_strength else UNDECIDED)
         elif peak is None:
-            labels[index] = WEAK
-        elif cosine >= half_gain and (ratio is None or ratio_0 is None or ratio < ratio_0):
-            labels[index] = ALIGNED
-        elif strength < peak_strength:
-            labels[index] = WEAK
+            labels.append(WEAK)
+        elif point.cosine >= half_gain and (point.ratio is None or reference.ratio is None or point.ratio < reference.ratio):
+            labels.append(ALIGNED)
+        elif point.strength < peak_strength:
+            labels.append(WEAK)
         else:
-            labels[index] = UNDECIDED
+            labels.append(UNDECIDED)
     return labels

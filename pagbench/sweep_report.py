@@ -2,18 +2,8 @@
 a markdown table and a regime label per strength.
 
 Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands).
-Strength 0 is the standard model.
-
-Regime labels (documented rule, applied to the seed means):
-
-* **excessive** — accuracy is more than ``ACCURACY_DROP`` (0.05) below the standard model's, or
-  the on-manifold sensitivity fell below half of the standard model's: the model has become
-  robust along the manifold too and lost what it learned;
-* **Bayes-aligned** — not excessive, the off/on robustness ratio is at most half the standard
-  model's (off-manifold sensitivity has collapsed while on-manifold sensitivity holds), and the
-  alignment (``score_cosine``) has covered at least half the way from the standard model to the
-  sweep's peak;
-* **weak** — everything else (the standard model included).
+Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
+(:mod:`pagbench.regime_labels`), applied to the seed means.
 """
 
 from __future__ import annotations
@@ -23,7 +13,6 @@ from pathlib import Path
 
 from .errors import PagbenchError
 
-ACCURACY_DROP = 0.05
 METRICS = (
     "accuracy",
     "score_cosine",
@@ -45,6 +34,7 @@ class SweepRow:
     low: dict[str, float | None] = field(default_factory=dict)
     high: dict[str, float | None] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
+    cosine_se: float = 0.0
     label: str = ""
 
 
@@ -78,6 +68,8 @@ def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, l
             row.mean[name] = sum(values) / len(values) if values else None
             row.low[name] = min(values) if values else None
             row.high[name] = max(values) if values else None
+        errors = [r["metrics"]["score_cosine"]["stderr"] or 0.0 for r in grouped[strength] if "score_cosine" in r["metrics"]]
+        row.cosine_se = sum(errors) / len(errors) if errors else 0.0
         row.seeds = sorted(r["config"]["model_card"].get("seed") or 0 for r in grouped[strength])
         row.models = sorted(r["config"]["model"] for r in grouped[strength])
         rows.append(row)
@@ -86,38 +78,24 @@ def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, l
 
 
 def label_regimes(rows: list[SweepRow]) -> None:
-    """Set ``row.label`` by the rule in the module docstring (needs a strength-0 row)."""
+    """Set ``row.label`` by :func:`pagbench.regime_labels.label_points` (standard row: "standard")."""
+    from .regime_labels import Point, label_points
+
+    def point(row: SweepRow):
+        if row.mean.get("accuracy") is None or row.mean.get("score_cosine") is None:
+            return None
+        return Point(row.strength, row.mean["accuracy"], row.mean["score_cosine"], row.cosine_se,
+                     row.mean.get("manifold_robustness_off_on_ratio"), row.mean.get("manifold_robustness_on"))
+
     standard = next((row for row in rows if row.strength == 0), None)
-    if standard is None:
-        for row in rows:
-            row.label = "-"
-        return
-    cosines = [row.mean.get("score_cosine") for row in rows if row.mean.get("score_cosine") is not None]
-    peak = max(cosines) if cosines else None
+    reference = point(standard) if standard is not None else None
+    swept = [(row, point(row)) for row in rows if row.strength > 0]
+    swept = [(row, p) for row, p in swept if p is not None]
+    labels = label_points(reference, [p for _, p in swept]) if reference is not None else ["-"] * len(swept)
     for row in rows:
-        accuracy, base_accuracy = row.mean.get("accuracy"), standard.mean.get("accuracy")
-        on, base_on = row.mean.get("manifold_robustness_on"), standard.mean.get("manifold_robustness_on")
-        ratio, base_ratio = row.mean.get("manifold_robustness_off_on_ratio"), standard.mean.get("manifold_robustness_off_on_ratio")
-        cosine, base_cosine = row.mean.get("score_cosine"), standard.mean.get("score_cosine")
-        if row.strength > 0 and (
-            (accuracy is not None and base_accuracy is not None and accuracy < base_accuracy - ACCURACY_DROP)
-            or (on is not None and base_on and on < 0.5 * base_on)
-        ):
-            row.label = "excessive"
-        elif (
-            row.strength > 0
-            and ratio is not None
-            and base_ratio
-            and ratio <= 0.5 * base_ratio
-            and cosine is not None
-            and peak is not None
-            and base_cosine is not None
-            and cosine >= base_cosine + 0.5 * (peak - base_cosine)
-            and peak > base_cosine
-        ):
-            row.label = "Bayes-aligned"
-        else:
-            row.label = "weak"
+        row.label = "standard" if row is standard else "-"
+    for (row, _), label in zip(swept, labels):
+        row.label = label
 
 
 def _cell(value: float | None) -> str:

@@ -27,13 +27,13 @@ def test_regime_labels_follow_the_documented_rule():
         row(2.0, 0.74, 0.40, 0.10, 0.001),  # on-manifold sensitivity collapsed
     ]
     label_regimes(rows)
-    assert [r.label for r in rows] == ["weak", "weak", "Bayes-aligned", "excessive", "excessive"]
+    assert [r.label for r in rows] == ["standard", "weak", "Bayes-aligned", "excessive", "excessive"]
 
 
 def test_labels_need_a_standard_model():
-    rows = [row(0.3, 0.75, 0.58, 0.33, 0.04)]
+    rows = [row(0.3, 0.75, 0.58, 0.33, 0.04), row(1.0, 0.5, 0.3, 0.1, 0.01)]
     label_regimes(rows)
-    assert rows[0].label == "-"
+    assert [r.label for r in rows] == ["-", "-"]
 
 
 def fake_result(model, regime, strength, seed, accuracy, cosine):
