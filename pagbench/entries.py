@@ -97,7 +97,7 @@ class ManifoldProviderEntry:
 
 @dataclass(frozen=True)
 class TrainerEntry:
-    """A training regime. ``loss(model, images, labels, strength, generator)`` → scalar loss.
+    """A training regime. ``loss(model, images, labels, strength, **options)`` → scalar loss.
 
     ``strength_name`` says what the strength means (e.g. "σ, noise std in [0,1] pixel units").
     """

@@ -63,8 +63,9 @@ def register_manifold_providers(register):
 def register_trainers(register):
     """Register training regimes: ``register(TrainerEntry(name, loss, ...))``.
 
-    ``loss(model, images, labels, strength, generator)`` returns the scalar training loss of one
-    batch (images (B, C, H, W) in [0,1]); ``strength`` is the regime's strength (0 = standard).
+    ``loss(model, images, labels, strength, **options)`` returns the scalar training loss of one
+    batch (images (B, C, H, W) in [0,1]); ``strength`` is the regime's strength (0 = standard);
+    ``options`` are the recipe's ``regime_options``.
     """
 
 

@@ -145,7 +145,8 @@ def train(
 ):
     """Train (or resume) ``recipe``; returns the model in eval mode and the stored recipe record.
 
-    ``loss_fn(model, images, labels, strength)`` is the regime's loss on one batch. After each
+    ``loss_fn(model, images, labels, strength, **recipe.regime_options)`` is the regime's loss on
+    one batch. After each
     epoch a checkpoint (model, optimiser, epoch) is written atomically; on start, an existing
     checkpoint of the same recipe is resumed.
 
@@ -205,7 +206,7 @@ def train(
                 batch = train_split.batch(order[start : start + recipe.batch_size].tolist())
                 images = _augment(batch.images, recipe, generator)[rank::world].to(device)
                 labels = batch.labels[rank::world].to(device)
-                loss = loss_fn(network, images, labels, recipe.strength)
+                loss = loss_fn(network, images, labels, recipe.strength, **recipe.regime_options)
                 if not torch.isfinite(loss):
                     raise PagbenchError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower the lr or the strength")
                 optimizer.zero_grad(set_to_none=True)

@@ -94,7 +94,7 @@ def _pca(dataset, options):
     return PcaManifold(dataset, int(options.get("k", 8)))
 
 
-def _label_smoothing_loss(model, images, labels, strength):
+def _label_smoothing_loss(model, images, labels, strength, **unused):
     import torch.nn.functional as functional
 
     return functional.cross_entropy(model(images), labels, label_smoothing=float(strength))
