@@ -29,6 +29,7 @@ test-fast: install
 
 bench: install
 	$(PYTHON) benchmarks/evaluation_overhead.py
+	$(PYTHON) benchmarks/training_step_cost.py
 
 # Re-evaluate the board's models (zoo models train on first use), add, draw galleries, build the board.
 leaderboard: install
