@@ -77,14 +77,15 @@ class ManifoldRobustness(Metric):
         batch = images.shape[0]
         along, across = random_directions(context.tangent_basis, context.randomness)
         reference = context.reference_probabilities()
-        curves = {}
-        for name, direction in (("manifold_robustness_on", along), ("manifold_robustness_off", across)):
-            direction = direction.reshape(images.shape).to(images.device, images.dtype)
-            changes = []
-            for epsilon in self._grid:
-                moved = context.probabilities(images + epsilon * direction)
-                changes.append((moved - reference).abs().sum(1).cpu())
-            curves[name] = torch.stack(changes, dim=1).reshape(batch, len(self._grid))
+        directions = [d.reshape(images.shape).to(images.device, images.dtype) for d in (along, across)]
+        # one forward per ε for both directions (2B images): fewer, larger passes
+        changes = {"manifold_robustness_on": [], "manifold_robustness_off": []}
+        for epsilon in self._grid:
+            moved = context.probabilities(torch.cat([images + epsilon * directions[0], images + epsilon * directions[1]]))
+            change = (moved - reference.repeat(2, 1)).abs().sum(1).cpu()
+            changes["manifold_robustness_on"].append(change[:batch])
+            changes["manifold_robustness_off"].append(change[batch:])
+        curves = {name: torch.stack(values, dim=1) for name, values in changes.items()}
         values = {name: curve[:, self._headline] for name, curve in curves.items()}
         return MetricOutput(values, curves)
 
