@@ -1,7 +1,9 @@
 """Cost of a full evaluation relative to its floor, and geometry reuse with warm caches.
 
-floor = one forward + backward pass of the model over the N images (the input gradient) plus
-        fetching the scores and tangent bases from their providers;
+floor = one forward + backward pass of the model over the N images (the input gradient, with
+        frozen parameters, as evaluation computes it) plus fetching the scores and tangent
+        bases from their providers; a conventional forward + backward that also computes
+        parameter gradients is reported beside it;
 full  = ``pagbench.evaluate`` with every applicable metric (LPIPS on a random AlexNet backbone
         when the real weights are absent: the same compute).
 
@@ -56,6 +58,20 @@ def main() -> None:
     manifold = manifold_providers().get("analytic").factory(dataset, {})
     split = dataset.split("test")
 
+    trainable = ResNet18(10, width=args.width).eval()
+    trainable.load_state_dict(network.state_dict())
+
+    def training_floor() -> float:
+        """A conventional forward + backward (parameter gradients too), plus the geometry fetch."""
+        started = time.perf_counter()
+        for start in range(0, args.num_images, args.batch_size):
+            batch = split.batch(list(range(start, min(start + args.batch_size, args.num_images))))
+            inputs = batch.images.clone().requires_grad_(True)
+            torch.nn.functional.cross_entropy(trainable(inputs), batch.labels).backward()
+            scores.scores(batch.images, batch.labels, 0.0, "posterior")
+            manifold.tangent_basis(batch.images, batch.labels)
+        return time.perf_counter() - started
+
     def floor() -> float:
         started = time.perf_counter()
         for start in range(0, args.num_images, args.batch_size):
@@ -65,22 +81,34 @@ def main() -> None:
             manifold.tangent_basis(batch.images, batch.labels)
         return time.perf_counter() - started
 
-    def full() -> float:
+    breakdown = {}
+
+    def full(metrics=None) -> float:
         started = time.perf_counter()
-        pagbench.evaluate("bench-resnet", num_images=args.num_images, batch_size=args.batch_size,
-                          lpips_random_backbone=True, cache=GeometryCache(use_disk=False))
+        result = pagbench.evaluate("bench-resnet", num_images=args.num_images, batch_size=args.batch_size,
+                                   lpips_random_backbone=True, cache=GeometryCache(use_disk=False), metrics=metrics)
+        breakdown.update(result["timing"])
         return time.perf_counter() - started
 
+    without_robustness = ("accuracy", "score_cosine", "lpips_alignment", "on_manifold_fraction")
+
     full()  # warm-up (LPIPS construction, allocator)
-    floors, fulls = [], []
+    floors, fulls, partials, conventional = [], [], [], []
     for _ in range(args.repeats):
         floors.append(floor())
+        conventional.append(training_floor())
+        partials.append(full(without_robustness))
         fulls.append(full())
-    floor_s, full_s = statistics.median(floors), statistics.median(fulls)
+    floor_s, full_s, partial_s = statistics.median(floors), statistics.median(fulls), statistics.median(partials)
     print(f"model: ResNet18 width {args.width}, {args.num_images} images of synthetic, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
     print(f"floor (gradient + score + tangent fetch): {floor_s:.3f} s")
     print(f"full evaluation, all metrics:              {full_s:.3f} s")
     print(f"ratio full / floor:                        {full_s / floor_s:.2f}  (target <= 2)")
+    print(f"ratio without manifold_robustness / floor: {partial_s / floor_s:.2f}")
+    conventional_s = statistics.median(conventional)
+    print(f"conventional floor (parameter gradients too): {conventional_s:.3f} s; full / that: {full_s / conventional_s:.2f}")
+    parts = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in breakdown["per_metric_seconds"].items())
+    print(f"last full run: model {breakdown['model_seconds']:.3f} s, geometry {breakdown['geometry_seconds']:.3f} s, metrics: {parts}")
 
     # Warm caches: count provider calls for a second model on the same images.
     calls = {"score": 0, "tangent": 0}

@@ -2,8 +2,9 @@
 
 Keys are built from everything the value depends on (dataset fingerprint, split, the batch's
 image indices, provider fingerprint, σ, score kind), so a second model evaluated on the same
-images reuses them. Values live in memory for the process and, for providers that allow it, on
-disk under ``<cache dir>/geometry`` (float32, written atomically).
+images reuses them. Values live in memory for the process (least recently used first out beyond
+``PAGBENCH_MEMORY_CACHE_MB``, default 2048) and, for providers that allow it, on disk under
+``<cache dir>/geometry`` (written atomically).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -20,12 +23,26 @@ from .paths import cache_dir, write_atomic
 class GeometryCache:
     """Memory + disk cache. ``hits``/``misses`` count lookups, for tests and benchmarks."""
 
-    def __init__(self, directory: Path | None = None, use_disk: bool = True):
+    def __init__(self, directory: Path | None = None, use_disk: bool = True, memory_bytes: int | None = None):
         self.directory = Path(directory) if directory is not None else cache_dir() / "geometry"
         self.use_disk = use_disk
-        self._memory: dict[str, object] = {}
+        default = int(os.environ.get("PAGBENCH_MEMORY_CACHE_MB", "2048")) * 2**20
+        self.memory_bytes = default if memory_bytes is None else memory_bytes
+        self._memory: OrderedDict[str, object] = OrderedDict()
+        self._used = 0
         self.hits = 0
         self.misses = 0
+
+    def _remember(self, key: str, value) -> None:
+        """Keep ``value`` in memory, evicting the least recently used beyond the byte budget."""
+        size = value.untyped_storage().nbytes()
+        if size > self.memory_bytes:
+            return
+        self._memory[key] = value
+        self._used += size
+        while self._used > self.memory_bytes:
+            _, old = self._memory.popitem(last=False)
+            self._used -= old.untyped_storage().nbytes()
 
     @staticmethod
     def key(**parts) -> str:
@@ -35,35 +52,42 @@ class GeometryCache:
     def get_or_compute(self, key: str, compute: Callable[[], "object"], disk: bool = True, storage: str = "float64"):
         """The cached tensor for ``key`` (float64), computing (and storing) it on a miss.
 
-        ``storage`` is the precision kept (``float32`` halves disk use for tangent bases); the
-        value is rounded to it on a miss too, so cold and warm runs give identical numbers.
+        ``storage`` is the precision kept on disk (``float32`` halves disk use for tangent bases);
+        a disk-cached value is rounded to it on a miss too, so cold and warm runs give identical
+        numbers. Memory-only values are kept as computed.
         """
         import torch
 
         if key in self._memory:
             self.hits += 1
+            self._memory.move_to_end(key)
             return self._memory[key]
         path = self.directory / key[:2] / f"{key}.pt"
         if disk and self.use_disk and path.exists():
             try:
                 value = torch.load(path, map_location="cpu", weights_only=True).double()
-                self._memory[key] = value
+                self._remember(key, value)
                 self.hits += 1
                 return value
             except Exception:
                 pass  # a corrupt cache file is recomputed and overwritten
         self.misses += 1
-        stored = compute().detach().cpu().to(getattr(torch, storage)).contiguous()
+        value = compute().detach().cpu()
+        if not (disk and self.use_disk):
+            value = value.double()  # memory only: no rounding, no copy of expanded views
+            self._remember(key, value)
+            return value
+        stored = value.to(getattr(torch, storage))
         value = stored.double()
-        self._memory[key] = value
-        if disk and self.use_disk:
-            buffer = io.BytesIO()
-            torch.save(stored, buffer)
-            try:
-                write_atomic(path, lambda stream: stream.write(buffer.getvalue()))
-            except Exception:
-                pass  # an unwritable cache only costs recomputation
+        self._remember(key, value)
+        buffer = io.BytesIO()
+        torch.save(stored.contiguous(), buffer)
+        try:
+            write_atomic(path, lambda stream: stream.write(buffer.getvalue()))
+        except Exception:
+            pass  # an unwritable cache only costs recomputation
         return value
 
     def clear_memory(self) -> None:
         self._memory.clear()
+        self._used = 0

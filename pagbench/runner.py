@@ -172,6 +172,7 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
     curves: dict[str, list] = {}
     degenerate = {"zero_gradient": 0, "nonfinite_gradient": 0, "nonfinite_logits": 0}
     timing = {"model_seconds": 0.0, "geometry_seconds": 0.0, "metrics_seconds": 0.0}
+    per_metric: dict[str, float] = {}
     indices_all = list(range(options.num_images))
 
     def probabilities(images):
@@ -235,7 +236,9 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
                 signal_mask=batch.signal_mask if needs_mask else None,
             )
             for metric in setup.metrics:
+                metric_tick = time.perf_counter()
                 output = metric.compute(context)
+                per_metric[metric.name] = per_metric.get(metric.name, 0.0) + time.perf_counter() - metric_tick
                 for name, values in output.values.items():
                     per_image_values.setdefault(name, []).append(values.detach().double().cpu())
                 for name, values in output.curves.items():
@@ -275,6 +278,7 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
         messages.append(message)
         warnings.warn(message, stacklevel=2)
 
+    timing["per_metric_seconds"] = per_metric
     timing["total_seconds"] = time.perf_counter() - started
     timing["images_per_second"] = options.num_images / timing["total_seconds"]
     from .results import build_result

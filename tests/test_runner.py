@@ -170,3 +170,13 @@ def test_bad_options_are_one_line_errors(options, message):
 def test_unknown_model_lists_close_matches():
     with pytest.raises(PagbenchError, match="unknown model 'baye'; did you mean bayes"):
         pagbench.evaluate("baye")
+
+
+def test_memory_cache_is_bounded_and_evicts_least_recently_used():
+    cache = GeometryCache(use_disk=False, memory_bytes=3 * 8 * 100)
+    calls = []
+    for key in ("a", "b", "c", "a", "d"):
+        cache.get_or_compute(key, lambda key=key: calls.append(key) or torch.zeros(100, dtype=torch.float64))
+    assert calls == ["a", "b", "c", "d"]  # "a" was a hit; "d" evicted "b", the least recently used
+    cache.get_or_compute("b", lambda: calls.append("b") or torch.zeros(100, dtype=torch.float64))
+    assert calls[-1] == "b" and cache.hits == 1

@@ -54,6 +54,17 @@ def _try_download(path: Path) -> bool:
     return path.exists()
 
 
+_BUILT: dict = {}
+
+
+def shared_lpips(random_backbone: bool = False):
+    """:func:`build_lpips`, built once per process per backbone file (building AlexNet is slow)."""
+    key = "random" if random_backbone else str(backbone_path())
+    if key not in _BUILT:
+        _BUILT[key] = build_lpips(random_backbone)
+    return _BUILT[key]
+
+
 def build_lpips(random_backbone: bool = False):
     """AlexNet-LPIPS v0.1 in eval mode with the ImageNet backbone (or random, if asked)."""
     import contextlib
@@ -123,7 +134,7 @@ class LpipsAlignment(Metric):
     def check_available(self, setup) -> None:
         random_backbone = self.random_backbone or bool(getattr(setup.options, "lpips_random_backbone", False))
         if self._model is None:
-            self._model = build_lpips(random_backbone=random_backbone)
+            self._model = shared_lpips(random_backbone=random_backbone)
             self._random = random_backbone
 
     def describe(self, setup):
