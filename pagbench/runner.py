@@ -89,7 +89,7 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
         raise PagbenchError(
             f"--num-images {options.num_images} exceeds the {len(split)} images of {dataset.name!r}/{options.split}"
         )
-    loaded = model if model is not None else load_model(options.model, dataset, options.device)
+    loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
     loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device)
 
