@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
+import json
 import pickle
 import re
 import zipfile
@@ -137,6 +137,22 @@ def _looks_like_text(head: bytes) -> bool:
     return True
 
 
+def _check_safetensors_extent(path: Path, size: int, header_length: int) -> None:
+    """A safetensors file is an 8-byte header length, a JSON header and the tensor data; the
+    header says where every tensor ends, so a cut file is recognised before reading any data."""
+    if header_length > size - 8:
+        raise PagbenchError(f"weights file {path} is a truncated safetensors file ({size} bytes; its header alone needs {header_length + 8})")
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(8)
+            header = json.loads(stream.read(header_length))
+        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        raise PagbenchError(f"weights file {path} has a corrupt safetensors header ({_one_line(error)})") from error
+    if 8 + header_length + end > size:
+        raise PagbenchError(f"weights file {path} is a truncated safetensors file ({size} bytes of {8 + header_length + end})")
+
+
 def sniff_format(path: Path) -> str:
     """The weights format of ``path`` from its first bytes, or a one-line error saying what the
     file is instead (missing, empty, HTML, Git LFS pointer, text, truncated, foreign zip)."""
@@ -165,9 +181,7 @@ def sniff_format(path: Path) -> str:
         shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
         raise PagbenchError(f"weights file {path} is a zip archive but not a PyTorch checkpoint (it holds {shown})")
     if len(head) >= 9 and head[8:9] == b"{":
-        header_length = int.from_bytes(head[:8], "little")
-        if header_length > size - 8:
-            raise PagbenchError(f"weights file {path} is a truncated safetensors file ({size} bytes, header says more)")
+        _check_safetensors_extent(path, size, int.from_bytes(head[:8], "little"))
         return "safetensors"
     if head.startswith(b"\x80"):
         return "torch-legacy"  # pickle protocol >= 2: torch.save(..., _use_new_zipfile_serialization=False)

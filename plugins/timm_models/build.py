@@ -161,6 +161,7 @@ def timm_architecture(name: str, dataset, options: dict) -> BuiltModel:
 
     check_model_options(name, options, ARCHITECTURE_OPTIONS)
     model_name, config = resolve(name)
+    _input_size(options, config)
     network = timm.create_model(model_name, pretrained=False, num_classes=dataset.num_classes)
     wrapper, data = _wrap(network, dataset, options)
     card = ModelCard(
@@ -250,6 +251,7 @@ def timm_model(name: str, dataset, options: dict) -> BuiltModel:
 
     check_model_options(name, options, MODEL_OPTIONS)
     model_name, config = resolve(name)
+    _input_size(options, config)  # option errors before any weights are read
     pretrained = option_flag({"pretrained": options.get("pretrained", True)}, "pretrained")
     replace_head = option_flag(options, "replace_head")
     weights = options.get("weights")
