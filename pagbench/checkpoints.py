@@ -34,6 +34,7 @@ Fitting (:func:`fit_checkpoint`):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import pickle
@@ -228,8 +229,9 @@ def read_checkpoint(path, trust: bool = False) -> Checkpoint:
         except Exception as error:
             raise PagbenchError(f"weights file {path}: TorchScript could not be loaded ({_one_line(error)})") from error
         return Checkpoint(path, kind, sha256, content, trusted_load=True)
+    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with allow(_SAFE_GLOBALS) if allow else contextlib.nullcontext():
             content = torch.load(path, map_location="cpu", weights_only=True)
         return Checkpoint(path, kind, sha256, content)
     except pickle.UnpicklingError as error:
@@ -445,6 +447,7 @@ def fit_checkpoint(
         normalizer.mean.copy_(_as_normalization(mean, normalizer.mean, "mean", source))
         normalizer.std.copy_(_as_normalization(std, normalizer.std, "std", source))
         report.normalization = where
+        report.tolerated_missing = [key for key in report.tolerated_missing if key not in normalizer_keys]
     elif all_normalizers and any(key in normalizer_keys for key in state):
         report.normalization = "checkpoint (the architecture's normalisation buffers)"
     if len(all_normalizers) == 1:

@@ -269,6 +269,8 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
             settings[metric.name] = description
 
     messages = []
+    if setup.model.card.requires_finetuning:
+        messages.append("the model's classifier head is untrained (--replace-head): it requires fine-tuning before its numbers mean much")
     bad = sum(degenerate.values())
     if bad:
         message = f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from gradient metrics"

@@ -120,6 +120,7 @@ def test_robustness_library_layout_keeps_model_drops_attacker_uses_normalizer(tm
     provenance = loaded.card.provenance
     assert "robustness library" in provenance["layout"] and "normalizer" in provenance["normalization"]
     assert provenance["mean"] == pytest.approx(mean.tolist()) and provenance["std"] == pytest.approx(std.tolist())
+    assert "defaults_kept_for" not in provenance
     reference = source
     reference.normalize.mean.copy_(mean.view(1, 3, 1, 1))
     reference.normalize.std.copy_(std.view(1, 3, 1, 1))
@@ -374,3 +375,15 @@ def test_cli_checkpoint_end_to_end_records_options_and_card(cli_files, tmp_path)
     card = config["model_card"]
     assert card["regime"] == "noise" and card["strength"] == 0.1 and card["requires_finetuning"] is False
     assert card["provenance"]["weights_file"] == os.path.realpath(cli_files["good"])
+
+
+def test_replaced_head_is_flagged_in_the_result(tmp_path, source):
+    import pagbench
+
+    state = _state(source)
+    state["head.weight"], state["head.bias"] = torch.randn(100, 128), torch.randn(100)
+    path = tmp_path / "cifar100.pt"
+    torch.save(state, path)
+    result = pagbench.evaluate(f"checkpoint:{path}", num_images=8, metrics=("accuracy",), model_options={"arch": ZOO, "replace_head": True})
+    assert result["config"]["model_card"]["requires_finetuning"] is True
+    assert any("requires fine-tuning" in message for message in result["warnings"])
