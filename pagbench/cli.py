@@ -243,15 +243,45 @@ def evaluation_options(function):
     return function
 
 
+def model_loading_options(function):
+    """Options that reach the model factory (``EvaluationOptions.model_options``)."""
+    options = [
+        click.option("--weights", default=None, help="Weights file for the model (e.g. timm:NAME offline)."),
+        click.option("--arch", default=None, help="Architecture of a checkpoint:PATH model: any model name (zoo, timm:NAME, a plugin's)."),
+        click.option("--trust-checkpoint", is_flag=True, help="Allow whole pickled modules and TorchScript (loading them runs code from the file)."),
+        click.option("--replace-head", is_flag=True, help="Put an untrained head on weights trained for another class count (result marked requires_finetuning)."),
+        click.option("--model-option", "model_option", multiple=True, help="KEY=VALUE for the model factory (e.g. input_size=64, card.regime=pgd)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _key_values(items, option: str) -> dict:
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise PagbenchError(f"{option} expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        values[key.strip()] = value
+    return values
+
+
+def _model_options(kwargs: dict) -> dict:
+    options = _key_values(kwargs.get("model_option", ()), "--model-option")
+    for key in ("weights", "arch"):
+        if kwargs.get(key) is not None:
+            options[key] = kwargs[key]
+    for key in ("trust_checkpoint", "replace_head"):
+        if kwargs.get(key):
+            options[key] = True
+    return options
+
+
 def _options_from(kwargs: dict, model: str):
     from .options import EvaluationOptions
 
-    provider_options = {}
-    for item in kwargs["provider_option"]:
-        if "=" not in item:
-            raise PagbenchError(f"--provider-option expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        provider_options[key] = value
+    provider_options = _key_values(kwargs["provider_option"], "--provider-option")
     return EvaluationOptions(
         model=model,
         dataset=kwargs["dataset"],
@@ -272,6 +302,7 @@ def _options_from(kwargs: dict, model: str):
         data_root=kwargs["data_root"],
         lpips_random_backbone=kwargs["lpips_random_backbone"],
         provider_options=provider_options,
+        model_options=_model_options(kwargs),
     )
 
 
@@ -298,8 +329,10 @@ def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, o
 
 
 @cli.command("evaluate")
-@click.option("--model", "models", multiple=True, required=True, help="Registered model name (repeatable; geometry is shared).")
+@click.option("--model", "models", multiple=True, required=True,
+              help="Registered model name, timm:NAME or checkpoint:PATH (repeatable; geometry is shared).")
 @evaluation_options
+@model_loading_options
 @click.option("--output", default=None, type=click.Path(), help="Result JSON path (one model).")
 @click.option("--output-dir", default="results", show_default=True, type=click.Path(), help="Directory for timestamped result files.")
 @click.option("--per-image", is_flag=True, help="Also store per-image values in the result.")

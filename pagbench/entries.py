@@ -34,6 +34,10 @@ class ModelCard:
 
     ``strength`` is the training regime's strength in that regime's own units (0 = standard);
     ``seed`` the training seed where one applies.
+    ``requires_finetuning`` marks a model whose classifier head was replaced by an untrained one
+    (``--replace-head``): its numbers describe a model nobody trained for this dataset.
+    ``provenance`` says how the weights were obtained (file, sha256, checkpoint layout,
+    normalisation source, ...), for models loaded from outside pagbench.
     """
 
     architecture: str
@@ -44,6 +48,8 @@ class ModelCard:
     licence: str = ""
     description: str = ""
     seed: int | None = None
+    requires_finetuning: bool = False
+    provenance: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,11 +58,20 @@ class ModelCard:
 @dataclass(frozen=True)
 class ModelEntry:
     """One named model. ``factory(name, dataset, device)`` returns a ``torch.nn.Module`` taking
-    images (B, C, H, W) in [0,1] and returning logits (B, num_classes)."""
+    images (B, C, H, W) in [0,1] and returning logits (B, num_classes).
+
+    A factory that also names an ``options`` argument receives the model options (``--weights``,
+    ``--arch``, ``--model-option KEY=VALUE``, ...; see :mod:`pagbench.models`); it may return a
+    :class:`pagbench.models.BuiltModel` to describe what it built with a more precise card.
+    ``architecture(name, dataset, device[, options])``, when given, builds the same network with
+    untrained weights: ``checkpoint:PATH --arch NAME`` loads weights into it (without it, the
+    factory's model is used and its weights are replaced).
+    """
 
     name: str
     factory: Callable[..., Any]
     card: ModelCard
+    architecture: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,8 @@ class ModelFamily:
     """Every model name that starts with ``prefix`` (e.g. ``timm:``, ``resnet18-``).
 
     ``factory(name, dataset, device)`` builds the model; ``card(name)`` describes it.
+    ``factory`` may name an ``options`` argument and ``architecture`` builds untrained networks,
+    as for :class:`ModelEntry`.
     """
 
     prefix: str
@@ -71,6 +88,7 @@ class ModelFamily:
     card: Callable[[str], ModelCard]
     description: str = ""
     examples: tuple[str, ...] = ()
+    architecture: Callable[..., Any] | None = None
 
     @property
     def name(self) -> str:

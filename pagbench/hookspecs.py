@@ -32,11 +32,14 @@ def register_datasets(register):
 @hookspec
 def register_models(register):
     """Register models: ``register(ModelEntry(name, factory, card))`` for one named model, or
-    ``register(ModelFamily(prefix, factory, description))`` for every name starting with ``prefix``
+    ``register(ModelFamily(prefix, factory, card, description))`` for every name starting with ``prefix``
     (e.g. ``timm:``).
 
     ``factory(name, dataset, device)`` returns a ``torch.nn.Module`` that maps images
-    (B, C, H, W) in [0,1] to logits (B, num_classes), with any normalisation inside it.
+    (B, C, H, W) in [0,1] to logits (B, num_classes), with any normalisation inside it. A factory
+    that also names ``options`` receives the model options (``--weights``, ``--arch``,
+    ``--model-option KEY=VALUE``, ...) and may return a ``pagbench.models.BuiltModel(module, card)``;
+    an optional ``architecture`` builder makes the name usable as ``--arch`` for checkpoints.
     """
 
 

@@ -8,6 +8,8 @@ statistics never change and no gradient reaches the parameters.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,17 +74,131 @@ def prepare_for_evaluation(module, device) -> "torch.nn.Module":
     return module
 
 
-def load_model(name: str, dataset, device: str = "cpu") -> LoadedModel:
-    """Build the registered model ``name`` for ``dataset``, ready for evaluation."""
+@dataclass
+class BuiltModel:
+    """What a model factory may return instead of a bare module: the module and a card saying
+    exactly what was built (where the weights came from, whether the head was replaced)."""
+
+    module: "torch.nn.Module"
+    card: ModelCard | None = None
+
+
+#: How each model option is spelt on the command line (others: ``--model-option KEY=VALUE``).
+OPTION_FLAGS = {
+    "weights": "--weights",
+    "arch": "--arch",
+    "trust_checkpoint": "--trust-checkpoint",
+    "replace_head": "--replace-head",
+}
+_CARD_OPTION = "card."
+
+
+def describe_options(keys) -> str:
+    """``["weights", "input_size"]`` → ``"--weights, --model-option input_size"``."""
+    return ", ".join(OPTION_FLAGS.get(key, f"--model-option {key}") for key in keys)
+
+
+def check_model_options(name: str, options: dict, accepted) -> None:
+    """Raise a one-line error if ``options`` has a key a model factory does not understand."""
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        takes = describe_options(accepted) if accepted else "no model options"
+        raise PagbenchError(f"model {name!r} does not take {describe_options(unknown)} (it takes {takes})")
+
+
+def option_flag(options: dict, key: str) -> bool:
+    """A boolean model option: True, or one of the strings 1/true/yes/on (any case)."""
+    value = options.get(key, False)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("", "0", "false", "no", "off"):
+            return False
+        raise PagbenchError(f"{describe_options([key])}: expected true or false, got {value!r}")
+    return bool(value)
+
+
+def _takes_options(function) -> bool:
+    try:
+        return "options" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def call_model_factory(function, name: str, dataset, device, options: dict | None):
+    """Call ``function(name, dataset, device[, options])``, pluggy-style: ``options`` is passed
+    only to factories that name it, and a factory that does not refuses any option given."""
+    options = dict(options or {})
+    if _takes_options(function):
+        return function(name, dataset, device, options=options)
+    if options:
+        raise PagbenchError(f"model {name!r} takes no model options (got {describe_options(options)})")
+    return function(name, dataset, device)
+
+
+def _card_overrides(options: dict) -> dict:
+    """Pop ``card.FIELD=VALUE`` options (e.g. ``card.regime=pgd``): they describe the model and
+    are applied to its card by pagbench, never passed to the factory."""
+    fields = {f.name: f for f in dataclasses.fields(ModelCard)}
+    overrides = {}
+    for key in [key for key in options if key.startswith(_CARD_OPTION)]:
+        field_name, value = key[len(_CARD_OPTION) :], options.pop(key)
+        if field_name not in fields or field_name in ("provenance", "requires_finetuning"):
+            allowed = ", ".join(f"card.{n}" for n in fields if n not in ("provenance", "requires_finetuning"))
+            raise PagbenchError(f"--model-option {key}: not a model card field (choose from {allowed})")
+        if field_name == "strength":
+            try:
+                value = None if value in (None, "") else float(value)
+            except (TypeError, ValueError):
+                raise PagbenchError(f"--model-option {key}: expected a number, got {value!r}") from None
+        overrides[field_name] = value
+    return overrides
+
+
+def load_model(name: str, dataset, device: str = "cpu", options: dict | None = None) -> LoadedModel:
+    """Build the registered model ``name`` for ``dataset``, ready for evaluation.
+
+    ``options`` are the model options (``weights``, ``arch``, ``trust_checkpoint``,
+    ``replace_head``, anything from ``--model-option``); ``card.FIELD`` options override the
+    model card.
+    """
     from .registry import models
 
+    options = dict(options or {})
+    card_overrides = _card_overrides(options)
     registry = models()
     entry = registry.get(name)
-    module = entry.factory(name, dataset, resolve_device(device))
-    card = entry.card if isinstance(entry, ModelEntry) else entry.card(name)
     if not isinstance(entry, (ModelEntry, ModelFamily)):
         raise PagbenchError(f"model entry for {name!r} has unexpected type {type(entry).__name__}")
+    built = call_model_factory(entry.factory, name, dataset, resolve_device(device), options)
+    module, card = (built.module, built.card) if isinstance(built, BuiltModel) else (built, None)
+    if card is None:
+        card = entry.card if isinstance(entry, ModelEntry) else entry.card(name)
+    if card_overrides:
+        card = dataclasses.replace(card, **card_overrides)
     return LoadedModel(name, prepare_for_evaluation(module, resolve_device(device)), card, registry.owner(name))
+
+
+def build_architecture(name: str, dataset, options: dict | None = None):
+    """The network of registered model ``name`` with untrained weights, on the CPU, for loading
+    a checkpoint into: the entry's ``architecture`` builder, else its factory. Returns
+    ``(module, card)``, the card being the one of ``name`` itself."""
+    import torch
+
+    from .registry import models
+
+    entry = models().get(name)
+    build = entry.architecture or entry.factory
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a replaced head, if any, starts from the same weights every time
+        built = call_model_factory(build, name, dataset, torch.device("cpu"), options)
+    module, card = (built.module, built.card) if isinstance(built, BuiltModel) else (built, None)
+    if not isinstance(module, torch.nn.Module):
+        raise PagbenchError(f"architecture {name!r} built a {type(module).__name__}, not a torch.nn.Module")
+    if card is None:
+        card = entry.card if isinstance(entry, ModelEntry) else entry.card(name)
+    return module, card
 
 
 def check_output_shape(model, dataset, device) -> None:

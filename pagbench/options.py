@@ -12,7 +12,9 @@ class EvaluationOptions:
     ``sigma`` (None: the score provider's default) and every ε / noise level are in [0,1] pixel
     units. ``score="auto"`` pairs the score with the gradient (see :data:`pagbench.scores.PAIRED_SCORE`).
     ``score_provider`` / ``manifold_provider`` of None use the dataset's defaults. ``metrics`` of
-    None runs every registered metric that applies.
+    None runs every registered metric that applies. ``model_options`` reach the model factory
+    (``weights``, ``arch``, ``trust_checkpoint``, ``replace_head``, ``--model-option KEY=VALUE``;
+    see :func:`pagbench.models.load_model`).
     """
 
     model: str
@@ -34,6 +36,7 @@ class EvaluationOptions:
     data_root: str | None = None
     lpips_random_backbone: bool = False
     provider_options: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -89,7 +89,7 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
         raise PagbenchError(
             f"--num-images {options.num_images} exceeds the {len(split)} images of {dataset.name!r}/{options.split}"
         )
-    loaded = model if model is not None else load_model(options.model, dataset, options.device)
+    loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
     loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device)
 
@@ -272,6 +272,8 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
             settings[metric.name] = description
 
     messages = []
+    if setup.model.card.requires_finetuning:
+        messages.append("the model's classifier head is untrained (--replace-head): it requires fine-tuning before its numbers mean much")
     bad = sum(degenerate.values())
     if bad:
         message = f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from gradient metrics"

@@ -1,13 +1,13 @@
 """Built-in plugin: the ResNet18 model zoo and the ``pagbench train`` command.
 
-Models named ``resnet18-<dataset>-<regime>-<strength>`` (e.g. ``resnet18-synthetic-noise-0.1``)
+Models named ``resnet18-<dataset>-<regime>-<strength>[-s<seed>]`` (e.g. ``resnet18-synthetic-noise-0.1``)
 resolve to a :class:`~pagbench.training.TrainingRecipe`; stored weights load, missing ones are
 trained first (with progress) and kept in the model store.
 """
 
 from pagbench import ModelCard, ModelFamily, hookimpl
 
-from .recipes import PREFIX, parse_name
+from .recipes import PREFIX, parse_name, recipe_for
 
 
 def _card(name: str) -> ModelCard:
@@ -30,6 +30,15 @@ def _build(name, dataset, device):
     return zoo_model(name, dataset, device)
 
 
+def _architecture(name, dataset, device):
+    """The untrained ResNet18 of ``name`` for ``dataset`` (for ``checkpoint:PATH --arch NAME``):
+    width from the name's dataset, classes and channels from ``dataset``; never trains."""
+    from .build import architecture
+
+    dataset_name, regime, strength, seed = parse_name(name)
+    return architecture(recipe_for(dataset_name, regime, strength, seed=seed), dataset)
+
+
 @hookimpl
 def register_models(register):
     register(
@@ -37,6 +46,7 @@ def register_models(register):
             prefix=PREFIX,
             factory=_build,
             card=_card,
+            architecture=_architecture,
             description="ResNet18 zoo: <dataset>-<regime>-<strength>, trained on first use",
             examples=("resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.1"),
         )

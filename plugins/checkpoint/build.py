@@ -1,0 +1,121 @@
+"""Building ``checkpoint:PATH`` models (imports torch)."""
+
+from __future__ import annotations
+
+import torch
+
+from pagbench.checkpoints import FitReport, fit_checkpoint, read_checkpoint, unwrap
+from pagbench.entries import ModelCard
+from pagbench.errors import PagbenchError
+from pagbench.models import BuiltModel, build_architecture, describe_options, option_flag, with_normalization
+
+from . import PREFIX
+
+#: Options the checkpoint family uses itself; any other option is passed to the --arch builder.
+OWN_OPTIONS = ("arch", "trust_checkpoint", "replace_head", "checkpoint_key", "mean", "std")
+
+
+def _floats(options: dict, key: str):
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    try:
+        return [float(part) for part in str(value).split(",") if part.strip()]
+    except ValueError:
+        raise PagbenchError(f"--model-option {key}: expected comma-separated numbers, got {value!r}") from None
+
+
+def _normalization(options: dict):
+    mean, std = _floats(options, "mean"), _floats(options, "std")
+    if (mean is None) != (std is None):
+        raise PagbenchError("--model-option mean and std go together")
+    if std is not None and not all(value > 0 for value in std):
+        raise PagbenchError(f"--model-option std must be positive, got {std}")
+    return None if mean is None else (mean, std)
+
+
+def _check_architecture_name(arch: str) -> None:
+    from pagbench.entries import ModelFamily
+    from pagbench.registry import models
+
+    entry = models().get(arch)  # unknown → one line with the closest names
+    if isinstance(entry, ModelFamily) and entry.prefix == PREFIX:
+        raise PagbenchError(f"--arch {arch!r} is itself a checkpoint; name an architecture (a zoo name, timm:NAME, a plugin's model)")
+
+
+def checkpoint_model(name: str, dataset, options: dict) -> BuiltModel:
+    path = name[len(PREFIX) :]
+    if not path:
+        raise PagbenchError("checkpoint models are named checkpoint:PATH")
+    if "weights" in options:
+        raise PagbenchError(f"{name} takes its weights from {path}; --weights is for models such as timm:NAME")
+    arch = options.get("arch")
+    passthrough = {key: value for key, value in options.items() if key not in OWN_OPTIONS}
+    if arch is None and passthrough:
+        raise PagbenchError(f"{describe_options(passthrough)} would go to the architecture, but no --arch was given")
+    normalization = _normalization(options)
+    replace_head = option_flag(options, "replace_head")
+    if arch is not None:
+        _check_architecture_name(str(arch))
+
+    checkpoint = read_checkpoint(path, trust=option_flag(options, "trust_checkpoint"))
+    content, wrapper_keys = unwrap(checkpoint, options.get("checkpoint_key"))
+    resolved = str(checkpoint.path.resolve())
+    provenance = {"weights_file": resolved, "sha256": checkpoint.sha256, "format": checkpoint.format}
+    if checkpoint.trusted_load:
+        provenance["trusted_load"] = True
+    source = f"file {resolved} (sha256 {checkpoint.sha256[:16]})"
+
+    if arch is None:
+        if not isinstance(content, torch.nn.Module):
+            raise PagbenchError(
+                f"{checkpoint.path} holds a state dict of {len(content)} tensors; name its architecture with --arch "
+                "(a zoo name, timm:NAME or a plugin's model)"
+            )
+        if replace_head:
+            raise PagbenchError("--replace-head needs --arch (pagbench cannot find the head of an arbitrary module)")
+        module = content.float() if not isinstance(content, torch.jit.ScriptModule) else content
+        if normalization is not None:
+            module = with_normalization(module, *normalization)
+        provenance.update(
+            loaded_as="whole module" + (" (TorchScript)" if checkpoint.format == "torchscript" else ""),
+            checkpoint_keys=wrapper_keys,
+            normalization="model options mean/std" if normalization else "assumed inside the module (it must take [0,1] images)",
+        )
+        card = ModelCard(
+            architecture=type(content).__name__ + (" (TorchScript)" if checkpoint.format == "torchscript" else ""),
+            dataset="unspecified", regime="unspecified", source=source, licence="unspecified", provenance=provenance,
+        )
+        return BuiltModel(module, card)
+
+    state = content.state_dict() if isinstance(content, torch.nn.Module) else content
+    skeleton, arch_card = build_architecture(str(arch), dataset, passthrough)
+    report = fit_checkpoint(
+        skeleton,
+        state,
+        num_classes=dataset.num_classes,
+        replace_head=replace_head,
+        normalization=normalization,
+        source=f"checkpoint {checkpoint.path}",
+        architecture=f"--arch {arch}",
+        report=FitReport(wrapper_keys=wrapper_keys),
+    )
+    provenance["architecture"] = str(arch)
+    provenance.update(report.as_dict())
+    data_config = dict(arch_card.provenance.get("data_config", {}))
+    for key in ("mean", "std"):
+        data_config.pop(key, None)  # the normalisation actually used is recorded above
+    if data_config:
+        provenance["input"] = data_config
+    card = ModelCard(
+        architecture=f"{arch_card.architecture} ({arch})",
+        dataset="unspecified",
+        regime="unspecified",
+        source=source,
+        licence="unspecified",
+        requires_finetuning=bool(report.replaced_head),
+        provenance=provenance,
+    )
+    return BuiltModel(skeleton, card)
