@@ -24,12 +24,16 @@ sweep() {  # sweep DATASET REGIME STRENGTH... -> zoo model names
     shift 2
     for strength in "$@"; do printf 'resnet18-%s-%s-%s ' "$dataset" "$regime" "$strength"; done
 }
-zoo() {  # zoo DATASET -> standard model and the regime sweeps
+python="$(dirname "$(command -v "$pagbench")")/python"
+grid() {  # grid REGIME -> the sweep grid of `pagbench sweep --preset cpu` (plugins/zoo/recipes.py)
+    "$python" -c "import sys; from pagbench_plugins.zoo.recipes import GRIDS; print(' '.join(f'{s:g}' for s in GRIDS['cpu'][sys.argv[1]]))" "$1"
+}
+zoo() {  # zoo DATASET -> standard model and the regime sweeps (the same models as the sweeps)
     printf 'resnet18-%s-standard-0 ' "$1"
-    sweep "$1" noise 0.01 0.03 0.1 0.3 1
-    sweep "$1" gnorm 0.001 0.01 0.1 1
-    sweep "$1" smooth 0.01 0.1 1 10
-    sweep "$1" pgd 0.1 0.3 1
+    for regime in noise gnorm smooth pgd; do
+        # shellcheck disable=SC2046
+        sweep "$1" "$regime" $(grid "$regime")
+    done
 }
 declare -A board=(
     [synthetic]="${MODELS_synthetic:-bayes $(zoo synthetic)}"
