@@ -15,7 +15,7 @@ def _dataset(name: str, data_root):
 def add_commands(cli: click.Group) -> None:
     @cli.command("fit-score")
     @click.option("--dataset", default="synthetic", show_default=True)
-    @click.option("--steps", type=int, default=None, help="Training steps (default 3000).")
+    @click.option("--steps", type=int, default=None, help="Training steps (default 1500).")
     @click.option("--batch-size", type=int, default=None, help="Default 64.")
     @click.option("--width", type=int, default=None, help="Channels of the first U-Net stage (default 32).")
     @click.option("--lr", type=float, default=None, help="Adam learning rate (default 2e-3, cosine decay).")

@@ -26,7 +26,7 @@ class DenoiserRecipe:
 
     dataset: str
     width: int = 32
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
     sigma_median: float = 0.1
