@@ -48,7 +48,7 @@ FONT = {
 }
 LETTERS = tuple(FONT)
 HALF = 28  # each half is 28×28
-CONSTRUCTION_VERSION = 1
+CONSTRUCTION_VERSION = 2
 
 
 def glyph(letter: str) -> torch.Tensor:
@@ -58,10 +58,10 @@ def glyph(letter: str) -> torch.Tensor:
 
 
 def render_letter(letter: str, height: int, width: int) -> torch.Tensor:
-    """``letter`` upsampled to (height, width) with soft edges, values in [0,1]."""
-    padded = functional.pad(glyph(letter), (1, 1, 1, 1))[None, None]
-    scaled = functional.interpolate(padded, size=(height + 2, width + 2), mode="bilinear", align_corners=False)[0, 0]
-    scaled = scaled[1:-1, 1:-1]
+    """``letter`` drawn like the upsampled digits: the 7×5 bitmap on an 8×6 grid, upsampled
+    bilinearly to (height, width) — soft strokes 2–3 pixels wide — values in [0,1]."""
+    padded = functional.pad(glyph(letter), (0, 1, 0, 1))[None, None]
+    scaled = functional.interpolate(padded, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
     return (scaled / scaled.max().clamp_min(1e-6)).clamp(0, 1)
 
 
@@ -76,8 +76,8 @@ def compose(digits: torch.Tensor, labels: torch.Tensor, seed: int, copies: int =
     generator = torch.Generator().manual_seed(seed)
     top = torch.rand(total, generator=generator) < 0.5
     letters = torch.randint(0, len(LETTERS), (total,), generator=generator)
-    heights = torch.randint(14, 23, (total,), generator=generator)
-    aspect = 0.55 + 0.3 * torch.rand(total, generator=generator)
+    heights = torch.randint(16, 24, (total,), generator=generator)
+    aspect = 0.7 + 0.3 * torch.rand(total, generator=generator)
     rows_free = torch.rand(total, generator=generator)
     cols_free = torch.rand(total, generator=generator)
     ink = 0.6 + 0.4 * torch.rand(total, generator=generator)
