@@ -111,6 +111,19 @@ class NetworkScoreProvider(ScoreProvider):
     device: str = "cpu"
     unavailable_hint: str = ""
 
+    def configure(self, options: dict) -> None:
+        """Read the common options: ``device`` and ``chunk`` (images per network call; peak
+        memory grows linearly with it)."""
+        from .errors import PagbenchError
+
+        self.device = str(options.get("device", self.device))
+        try:
+            self.chunk_size = int(options.get("chunk", self.chunk_size))
+        except ValueError:
+            raise PagbenchError(f"provider option chunk must be an integer, got {options.get('chunk')!r}") from None
+        if self.chunk_size < 1:
+            raise PagbenchError(f"provider option chunk must be positive, got {self.chunk_size}")
+
     def check_dataset(self, dataset) -> None:
         """Raise a one-line error when the network's image shape does not fit ``dataset``."""
         from .errors import PagbenchError

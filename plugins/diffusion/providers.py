@@ -38,7 +38,7 @@ class EdmScores(NetworkScoreProvider):
         if not location:
             raise MetricUnavailable("the edm score provider needs a network pickle: --provider-option path=FILE_OR_URL --trust-pickle")
         trust = _trusted(options)
-        self.device = str(options.get("device", "cpu"))
+        self.configure(options)
         contents, digest = load_network_pickle(location, trust)
         self.network = network_of(contents, location).to(self.device)
         self.image_shape = (int(self.network.img_channels), int(self.network.img_resolution), int(self.network.img_resolution))
@@ -120,7 +120,7 @@ class DiffusersScores(NetworkScoreProvider):
         prediction = getattr(scheduler.config, "prediction_type", "epsilon")
         if prediction != "epsilon":
             raise PagbenchError(f"{location}: prediction_type {prediction!r}; the diffusers provider needs an ε-prediction model")
-        self.device = str(options.get("device", "cpu"))
+        self.configure(options)
         self.unet = self.unet.to(self.device).eval().requires_grad_(False)
         self.alphas_cumprod = scheduler.alphas_cumprod
         config = self.unet.config

@@ -26,7 +26,7 @@ class DenoiserScores(NetworkScoreProvider):
 
     def __init__(self, dataset, options):
         directory = store.find("denoiser", dataset.name, options.get("denoiser"))
-        self.device = _device(options)
+        self.configure(options)
         self.model, self.record = store.load(directory, self.device)
         network = self.record["network"]
         self.image_shape = tuple(self.record["image_shape"])
