@@ -129,3 +129,49 @@ def test_diffusers_provider_needs_its_extra(synthetic):
         pass
     with pytest.raises(PagbenchError, match=r"pip install 'pagbench\[diffusers\]'"):
         score_providers().get("diffusers").factory(synthetic, {"path": "x"})
+
+
+def test_imagenet_is_scored_at_64_pixels_and_the_gradient_resized_alike(tmp_path, register_plugin):
+    from PIL import Image
+
+    import pagbench
+    from pagbench import ModelCard, ModelEntry, hookimpl
+
+    for index, wnid in enumerate(("n01440764", "n01443537")):
+        folder = tmp_path / "val" / wnid
+        folder.mkdir(parents=True)
+        for copy in range(2):
+            Image.new("RGB", (256, 300), (60 * index + 20 * copy, 90, 200 - 50 * index)).save(folder / f"img{copy}.JPEG")
+    pickle_path = tmp_path / "edm64.pkl"
+    write_edm_pickle(pickle_path, resolution=64, label_dim=2)
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(2, 3 * 224 * 224, generator=torch.Generator().manual_seed(0)) / 400)
+
+        def forward(self, images):
+            return images.flatten(1) @ self.weight.T
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelEntry("tiny-linear-224", lambda name, dataset, device: Linear(), ModelCard("linear", "imagenet")))
+
+    register_plugin(Plugin(), name="tiny")
+    result = pagbench.evaluate("tiny-linear-224", dataset="imagenet", data_root=str(tmp_path), num_images=4, gradient="logit",
+                               score_provider="edm", metrics=("score_cosine",), per_image=True,
+                               provider_options={"path": str(pickle_path), "trust_pickle": "1"})
+    # by hand: the logit gradient is the weight row; resized by area averaging to 64×64
+    from pagbench.metrics.score_cosine import cosine
+    from pagbench.registry import datasets
+    from pagbench.scores import resize_images
+
+    dataset = datasets().get("imagenet").factory(str(tmp_path))
+    batch = dataset.split("test").batch([0, 1, 2, 3])
+    means, std = write_edm_pickle(tmp_path / "again.pkl", resolution=64, label_dim=2)
+    small = resize_images(batch.images, (64, 64))
+    score = exact_score(small, batch.labels, means, std, 0.05)
+    gradient = resize_images(Linear().weight.detach()[batch.labels].reshape(4, 3, 224, 224), (64, 64))
+    expected = cosine(gradient, score)
+    assert result["per_image"]["score_cosine"] == pytest.approx(expected.tolist(), abs=1e-4)
