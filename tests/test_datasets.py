@@ -193,3 +193,32 @@ def test_missing_dataset_files_fail_in_one_line_with_exit_code_2(tmp_path):
     result = CliRunner().invoke(build_cli(), ["evaluate", "--model", "bayes", "--dataset", "cifar10", "--data-root", str(tmp_path), "--no-progress"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "data_batch_1" in result.output
+
+
+def test_signal_distractor_ratio_sees_which_half_holds_the_digit(register_plugin):
+    """A model reading only the top half is insensitive to noise on the bottom half: for digits
+    on top that is the distractor (sensitivity 0), for digits below it is the signal."""
+    import pagbench
+    from pagbench import ModelCard, ModelEntry, hookimpl
+
+    class TopHalf(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(10, 28 * 28, generator=torch.Generator().manual_seed(0)))
+
+        def forward(self, images):
+            return images[:, 0, :28].flatten(1) @ self.weight.T
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelEntry("top-half", lambda name, dataset, device: TopHalf(), ModelCard("linear", "digits-distractor")))
+
+    register_plugin(Plugin(), name="top-half")
+    result = pagbench.evaluate("top-half", dataset="digits-distractor", num_images=40, metrics=("signal_distractor_ratio",), per_image=True)
+    top = load("digits-distractor", None).split("test").batch(list(range(40))).signal_mask[:, 0, 0, 0]
+    signal = torch.tensor(result["per_image"]["signal_sensitivity"])
+    distractor = torch.tensor(result["per_image"]["distractor_sensitivity"])
+    assert (distractor[top] == 0).all() and (signal[top] > 0).all()
+    assert (signal[~top] == 0).all() and (distractor[~top] > 0).all()
+    assert result["metric_settings"]["signal_distractor_ratio"]["noise_levels"] == list(load("digits-distractor", None).noise_levels)
