@@ -235,6 +235,7 @@ def evaluation_options(function):
         click.option("--noise-levels", default=None, help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
         click.option("--data-root", default=None, type=click.Path(), help="Directory holding local dataset copies."),
         click.option("--provider-option", "provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
+        click.option("--trust-pickle", is_flag=True, help="Allow score providers to unpickle model files (this runs code stored in them)."),
         click.option("--lpips-random-backbone", is_flag=True, hidden=True, help="Test only: LPIPS with a random AlexNet."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
@@ -282,6 +283,8 @@ def _options_from(kwargs: dict, model: str):
     from .options import EvaluationOptions
 
     provider_options = _key_values(kwargs["provider_option"], "--provider-option")
+    if kwargs.get("trust_pickle"):
+        provider_options["trust_pickle"] = "1"
     return EvaluationOptions(
         model=model,
         dataset=kwargs["dataset"],

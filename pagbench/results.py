@@ -76,7 +76,7 @@ def default_result_path(result: dict, directory: str | Path = "results") -> Path
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", config["model"]).strip("-") or "model"
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path(directory) / config["dataset"] / f"{safe}-{stamp}"
-    path, counter = base.with_suffix(".json"), 1
+    path, counter = Path(f"{base}.json"), 1  # not with_suffix: "noise-0.5-…" has a dot
     while path.exists():
         path, counter = Path(f"{base}-{counter}.json"), counter + 1
     return path

@@ -123,6 +123,8 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
             setup.metrics.append(metric)
         else:
             setup.unavailable[metric.name] = reason
+    if score_provider is not None and any("score" in metric.requires for metric in setup.metrics):
+        score_provider.check(setup.sigma, setup.score_kind)  # e.g. σ ≤ 0 for a learned score: fail now
     if not setup.metrics:
         raise PagbenchError("no metric can be computed: " + "; ".join(f"{k}: {v}" for k, v in setup.unavailable.items()))
     return setup

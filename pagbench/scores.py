@@ -44,6 +44,10 @@ class ScoreProvider:
         """Identifies the provider's weights and settings in cache keys."""
         return self.name
 
+    def check(self, sigma: float, kind: str) -> None:
+        """Raise :class:`pagbench.errors.PagbenchError` before any compute when scores of ``kind``
+        at ``sigma`` cannot be provided (e.g. σ ≤ 0 for a learned score). Default: accept."""
+
     def conditional(self, images: "torch.Tensor", labels: "torch.Tensor", sigma: float) -> "torch.Tensor":
         raise NotImplementedError(f"{self.name} provides no class-conditional score")
 
@@ -59,3 +63,109 @@ class ScoreProvider:
         if kind == "posterior":
             return self.conditional(images, labels, sigma).double() - self.unconditional(images, sigma).double()
         raise ValueError(f"unknown score kind {kind!r}")
+
+
+def resize_images(images: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
+    """Images or gradients (B, C, H, W) resized to ``size`` by area averaging (a fixed linear
+    map), or returned unchanged when already that size. Scores of datasets whose score model
+    works at another resolution (``Dataset.score_image_shape``, e.g. ImageNet scored at 64×64)
+    are taken on resized images, and gradients are resized the same way before comparison."""
+    import torch.nn.functional as functional
+
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return functional.interpolate(images, size=tuple(size), mode="area")
+
+
+def score_image_shape(dataset) -> tuple[int, int, int]:
+    """The (C, H, W) at which scores of ``dataset`` are taken (its image shape unless it sets
+    ``score_image_shape``)."""
+    return tuple(getattr(dataset, "score_image_shape", None) or dataset.image_shape)
+
+
+def check_sigma(sigma: float, provider: str) -> float:
+    """σ must be > 0 (pixel units) for learned scores: raise a one-line error otherwise."""
+    from .errors import PagbenchError
+
+    if not float(sigma) > 0:
+        raise PagbenchError(f"score provider {provider!r} needs --sigma > 0 (pixel units), got {sigma}")
+    return float(sigma)
+
+
+class NetworkScoreProvider(ScoreProvider):
+    """Base for scores computed by a network (denoisers, diffusion models), in [0,1] pixel units.
+
+    Subclasses set ``name``, ``default_sigma`` (> 0), ``image_shape`` (C, H, W) of the network,
+    ``has_conditional`` / ``has_unconditional``, and implement ``network_score(images, labels,
+    sigma)`` for images already at ``image_shape`` (labels None = unconditional), returning the
+    score in [0,1] units. This base checks σ > 0 and the kinds before any compute, resizes images
+    to the score resolution, evaluates in chunks of ``chunk_size`` without autograd, and returns
+    float64 on the CPU.
+    """
+
+    default_sigma: float = 0.05
+    image_shape: tuple[int, int, int] = (0, 0, 0)
+    has_conditional: bool = True
+    has_unconditional: bool = True
+    chunk_size: int = 64
+    device: str = "cpu"
+    unavailable_hint: str = ""
+
+    def configure(self, options: dict) -> None:
+        """Read the common options: ``device`` and ``chunk`` (images per network call; peak
+        memory grows linearly with it)."""
+        from .errors import PagbenchError
+
+        self.device = str(options.get("device", self.device))
+        try:
+            self.chunk_size = int(options.get("chunk", self.chunk_size))
+        except ValueError:
+            raise PagbenchError(f"provider option chunk must be an integer, got {options.get('chunk')!r}") from None
+        if self.chunk_size < 1:
+            raise PagbenchError(f"provider option chunk must be positive, got {self.chunk_size}")
+
+    def check_dataset(self, dataset) -> None:
+        """Raise a one-line error when the network's image shape does not fit ``dataset``."""
+        from .errors import PagbenchError
+
+        wanted = score_image_shape(dataset)
+        if tuple(self.image_shape) != tuple(wanted):
+            raise PagbenchError(
+                f"score model {self.name!r} works on {'x'.join(map(str, self.image_shape))} images but dataset "
+                f"{dataset.name!r} is scored at {'x'.join(map(str, wanted))}"
+            )
+
+    def check(self, sigma: float, kind: str) -> None:
+        from .errors import PagbenchError
+
+        check_sigma(sigma, self.name)
+        missing = []
+        if kind in ("conditional", "posterior") and not self.has_conditional:
+            missing.append("class-conditional")
+        if kind in ("unconditional", "posterior") and not self.has_unconditional:
+            missing.append("unconditional")
+        if missing:
+            raise PagbenchError(f"score provider {self.name!r} gives no {' or '.join(missing)} score (needed for --score {kind})"
+                                + (f"; {self.unavailable_hint}" if self.unavailable_hint else ""))
+
+    def network_score(self, images, labels, sigma):
+        raise NotImplementedError
+
+    def _evaluate(self, images, labels, sigma):
+        import torch
+
+        check_sigma(sigma, self.name)
+        images = resize_images(images.float(), self.image_shape[-2:])
+        parts = []
+        with torch.no_grad():
+            for start in range(0, images.shape[0], self.chunk_size):
+                chunk = images[start : start + self.chunk_size].to(self.device)
+                chunk_labels = None if labels is None else labels[start : start + self.chunk_size].to(self.device)
+                parts.append(self.network_score(chunk, chunk_labels, float(sigma)).double().cpu())
+        return torch.cat(parts)
+
+    def conditional(self, images, labels, sigma):
+        return self._evaluate(images, labels, sigma)
+
+    def unconditional(self, images, sigma):
+        return self._evaluate(images, None, sigma)

@@ -44,6 +44,15 @@ class MetricContext:
 
         return torch.softmax(self.logits.double(), dim=1)
 
+    def gradient_for_score(self) -> "torch.Tensor":
+        """The gradient resized like the images were for the score when the score is taken at
+        another resolution (``Dataset.score_image_shape``), else the gradient itself."""
+        from ..scores import resize_images
+
+        if self.score is None or self.score.shape == self.gradient.shape:
+            return self.gradient
+        return resize_images(self.gradient, self.score.shape[-2:])
+
     def masked(self, values: "torch.Tensor") -> "torch.Tensor":
         """``values`` with NaN where the gradient is degenerate (excluded from means)."""
         import torch

@@ -146,7 +146,7 @@ class LpipsAlignment(Metric):
         device = context.images.device
         model = self._model.to(device)
         with torch.no_grad():
-            distance = model(to_lpips_input(context.gradient).to(device), to_lpips_input(context.score).to(device))
+            distance = model(to_lpips_input(context.gradient_for_score()).to(device), to_lpips_input(context.score).to(device))
         value = 1.0 - distance.reshape(-1).double().cpu()
         score_ok = context.score.reshape(context.score.shape[0], -1).abs().amax(1) > 0
         value = torch.where(score_ok, value, torch.full_like(value, float("nan")))

@@ -23,4 +23,4 @@ class ScoreCosine(Metric):
     description = "Cosine similarity between the input gradient and the paired score (1 = aligned)."
 
     def compute(self, context: MetricContext) -> MetricOutput:
-        return MetricOutput({self.name: context.masked(cosine(context.gradient, context.score))})
+        return MetricOutput({self.name: context.masked(cosine(context.gradient_for_score(), context.score))})

@@ -18,6 +18,10 @@ DATASET_DEFAULTS: dict[str, dict] = {
                       optimizer="adam", schedule="onecycle", weight_decay=0.0),
     "cifar10": dict(width=64, epochs=200, lr=0.025, batch_size=128, lr_milestones=(150, 175), augment="crop-flip"),
     "imagenet64": dict(width=64, epochs=90, lr=0.1, batch_size=4096, lr_milestones=(30, 60), augment="crop-flip"),
+    # The paper's MNIST-distractor schedule (9 epochs, lr 0.1, ×0.1 at 3 and 6), no crop/flip
+    # (flips change digits); the offline digits set uses a narrow ResNet18 to train on a CPU.
+    "mnist-distractor": dict(width=64, epochs=9, lr=0.1, batch_size=128, lr_milestones=(3, 6), augment="none"),
+    "digits-distractor": dict(width=8, epochs=9, lr=0.1, batch_size=128, lr_milestones=(3, 6), augment="none"),
 }
 
 #: Regime options per (dataset, regime), passed to the regime's loss. On the embedded dataset PGD
@@ -32,6 +36,8 @@ REGIME_OPTIONS: dict[tuple[str, str], dict] = {
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "synthetic": ((0.5,), (0.25,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "mnist-distractor": ((0.1,), (0.25,)),
+    "digits-distractor": ((0.1,), (0.25,)),
     "imagenet64": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 

@@ -1,0 +1,73 @@
+"""Built-in plugin: real datasets — CIFAR-10, MNIST and scikit-learn digits with a letter
+distractor, ImageNet 64×64 and ImageNet (ILSVRC2012 val, 224×224).
+
+Each loader reads the dataset's published on-disk format from ``--data-root DIR`` (default
+``<cache dir>/data/<name>``), downloads where the licence and network allow, and otherwise
+fails with one line naming the files expected and where. Heavy imports happen in the factories.
+"""
+
+from pagbench import DatasetEntry, hookimpl
+
+
+def _cifar10(data_root):
+    from .cifar import build_dataset
+
+    return build_dataset(data_root)
+
+
+def _digits(data_root):
+    from .distractor import build_digits_dataset
+
+    return build_digits_dataset(data_root)
+
+
+def _mnist(data_root):
+    from .distractor import build_mnist_dataset
+
+    return build_mnist_dataset(data_root)
+
+
+def _imagenet64(data_root):
+    from .imagenet import build_imagenet64
+
+    return build_imagenet64(data_root)
+
+
+def _imagenet(data_root):
+    from .imagenet import build_imagenet
+
+    return build_imagenet(data_root)
+
+
+@hookimpl
+def register_datasets(register):
+    register(DatasetEntry(
+        name="cifar10", factory=_cifar10, num_classes=10, image_shape=(3, 32, 32),
+        description="CIFAR-10 (python pickle batches; downloaded when the network allows)",
+        source="https://www.cs.toronto.edu/~kriz/cifar.html", licence="unspecified (research use)",
+        default_score_provider="edm", default_manifold_provider="autoencoder",
+    ))
+    register(DatasetEntry(
+        name="digits-distractor", factory=_digits, num_classes=10, image_shape=(1, 56, 28),
+        description="scikit-learn digits (upsampled) in one half, a letter distractor in the other; offline",
+        source="sklearn.datasets.load_digits (UCI optical digits)", licence="CC BY 4.0",
+        default_score_provider="denoiser", default_manifold_provider="autoencoder",
+    ))
+    register(DatasetEntry(
+        name="mnist-distractor", factory=_mnist, num_classes=10, image_shape=(1, 56, 28),
+        description="MNIST digit in one half, a letter distractor in the other (the paper's set)",
+        source="http://yann.lecun.com/exdb/mnist/", licence="CC BY-SA 3.0",
+        default_score_provider="denoiser", default_manifold_provider="autoencoder",
+    ))
+    register(DatasetEntry(
+        name="imagenet64", factory=_imagenet64, num_classes=1000, image_shape=(3, 64, 64),
+        description="Downsampled ImageNet 64x64 (npz batches; needs --data-root)",
+        source="https://image-net.org/download-images.php", licence="ImageNet terms of access",
+        default_score_provider="edm", default_manifold_provider="autoencoder",
+    ))
+    register(DatasetEntry(
+        name="imagenet", factory=_imagenet, num_classes=1000, image_shape=(3, 224, 224),
+        description="ILSVRC2012 validation set, 224x224 (ImageFolder layout; scores at 64x64)",
+        source="https://image-net.org/challenges/LSVRC/2012/", licence="ImageNet terms of access",
+        default_score_provider="edm", default_manifold_provider=None,
+    ))

@@ -1,0 +1,76 @@
+"""MNIST from its IDX files (``train-images-idx3-ubyte`` etc., raw or ``.gz``).
+
+IDX: a big-endian header — two zero bytes, a type code (0x08 = unsigned byte), the number of
+dimensions — then one big-endian uint32 per dimension, then the values. Files are looked for in
+``DIR``, ``DIR/MNIST/raw`` (torchvision's layout) or ``DIR/raw``; downloaded from torchvision's
+MNIST mirrors when the network allows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pagbench.errors import PagbenchError
+
+from .files import corrupt_error, default_root, download, existing, find_directory, missing_error, offline, read_maybe_gzip
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte|train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte|train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte|t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte|t10k-labels-idx1-ubyte.gz",
+}
+SUBDIRECTORIES = ("MNIST/raw", "raw")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX ubyte file as a numpy array; truncation and bad headers raise a one-line error."""
+    data = read_maybe_gzip(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise corrupt_error(path, "no IDX header")
+    if data[2] != 0x08:
+        raise corrupt_error(path, f"IDX type code 0x{data[2]:02x}, expected 0x08 (unsigned byte)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise corrupt_error(path, "header cut short")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise corrupt_error(path, f"{len(data)} bytes, expected {expected} for shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def locate(data_root) -> Path:
+    required = list(FILES.values())
+    directory = find_directory(data_root, "mnist", required, SUBDIRECTORIES)
+    if directory is None and data_root is None and not offline():
+        from torchvision.datasets import MNIST
+
+        target = default_root("mnist") / "MNIST" / "raw"
+        for filename, md5 in MNIST.resources:
+            for mirror in MNIST.mirrors:
+                try:
+                    download(mirror + filename, target, md5, extract=False, dataset="mnist")
+                    break
+                except PagbenchError:
+                    continue
+        directory = find_directory(data_root, "mnist", required, SUBDIRECTORIES)
+    if directory is None:
+        raise missing_error("mnist-distractor", data_root, required, "DIR, DIR/MNIST/raw or DIR/raw",
+                            "the four MNIST IDX files from https://yann.lecun.com/exdb/mnist/ or a torchvision mirror")
+    return directory
+
+
+def load_split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, 28, 28) uint8, labels (N,) int64) of ``train`` or ``test``."""
+    images = read_idx(existing(directory, FILES[f"{split}_images"]))
+    labels = read_idx(existing(directory, FILES[f"{split}_labels"]))
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise PagbenchError(f"MNIST {split} files disagree: images {images.shape}, labels {labels.shape}")
+    if labels.size and labels.max() > 9:
+        raise PagbenchError(f"MNIST {split} labels outside 0..9")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))

@@ -1,0 +1,244 @@
+"""Scores from NVlabs EDM / EDM2 network pickles, loaded without NVIDIA's code.
+
+An EDM network pickle is a dict whose ``'ema'`` entry is the preconditioned denoiser
+``D(x; σ, class_labels)``. Its class is not importable: the pickle stores the defining module's
+source code, and each such object reduces to ``torch_utils.persistence._reconstruct_persistent_obj``
+applied to ``meta = {type: 'class', version, module_src, class_name, state}``. Reconstructing it
+means executing ``module_src`` — arbitrary code — so :func:`load_network_pickle` refuses unless
+trusted, before a single byte is unpickled. With trust, :class:`NetworkUnpickler` resolves the
+persistence globals to pagbench's own implementations (a fresh module per embedded source;
+stand-in ``torch_utils`` / ``dnnlib`` modules while that source is executed, unless the real
+packages are importable), storages through ``torch.load(weights_only=True)``, and allows other
+globals only from torch, numpy, collections and a few builtins.
+
+Units: EDM works on images in [−1, 1] with σ in those units, so for [0,1] images x and σ:
+x₋₁ = 2x − 1, σ₋₁ = 2σ, score₋₁ = (D(x₋₁; σ₋₁) − x₋₁)/σ₋₁², and score₀₁ = 2·score₋₁.
+Pretrained pickles: https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/ (e.g.
+``edm-cifar10-32x32-cond-vp.pkl``, ``edm-imagenet-64x64-cond-adm.pkl``; CC BY-NC-SA 4.0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import os
+import pickle
+import sys
+import types
+from pathlib import Path
+
+from pagbench.errors import PagbenchError
+
+TRUST_HINT = ("unpickling it runs code stored in the file; pass --trust-pickle "
+              "(or --provider-option trust_pickle=1) only if you trust its source")
+
+
+# --------------------------------------------------------------------------------- stand-ins
+class AttributeDict(dict):
+    """A dict whose keys are also attributes (what EDM's ``dnnlib.EasyDict`` objects unpickle to)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __delattr__(self, name):
+        del self[name]
+
+
+def _persistent_class(cls):
+    """Stand-in for ``torch_utils.persistence.persistent_class``: the class itself."""
+    return cls
+
+
+def _const_like(reference, value, shape=None, dtype=None, device=None, memory_format=None):
+    """Stand-in for ``torch_utils.misc.const_like``: a constant tensor like ``reference``."""
+    import torch
+
+    tensor = torch.as_tensor(value, dtype=dtype or reference.dtype, device=device or reference.device)
+    return tensor.expand(shape) if shape is not None else tensor
+
+
+def _missing(module_name):
+    def __getattr__(name):
+        raise PagbenchError(f"the network pickle's code uses {module_name}.{name}, which pagbench does not provide; "
+                            f"put NVlabs' {module_name.split('.')[0]} package on PYTHONPATH")
+
+    return __getattr__
+
+
+def _stand_in_modules() -> dict[str, types.ModuleType]:
+    torch_utils = types.ModuleType("torch_utils")
+    persistence = types.ModuleType("torch_utils.persistence")
+    persistence.persistent_class = _persistent_class
+    persistence.__getattr__ = _missing("torch_utils.persistence")
+    misc = types.ModuleType("torch_utils.misc")
+    misc.const_like = _const_like
+    misc.__getattr__ = _missing("torch_utils.misc")
+    torch_utils.persistence, torch_utils.misc = persistence, misc
+    dnnlib = types.ModuleType("dnnlib")
+    util = types.ModuleType("dnnlib.util")
+    util.EasyDict = dnnlib.EasyDict = AttributeDict
+    util.__getattr__ = _missing("dnnlib.util")
+    dnnlib.util = util
+    return {"torch_utils": torch_utils, "torch_utils.persistence": persistence, "torch_utils.misc": misc,
+            "dnnlib": dnnlib, "dnnlib.util": util}
+
+
+@contextlib.contextmanager
+def _imports_for_embedded_code():
+    """Make ``torch_utils`` / ``dnnlib`` importable while embedded source runs (the real packages
+    when installed, else the stand-ins), restoring ``sys.modules`` afterwards."""
+    stand_ins = {}
+    for name, module in _stand_in_modules().items():
+        root = name.split(".")[0]
+        if name not in sys.modules and importlib.util.find_spec(root) is None:
+            stand_ins[name] = module
+    sys.modules.update(stand_ins)
+    try:
+        yield
+    finally:
+        for name in stand_ins:
+            if sys.modules.get(name) is stand_ins[name]:
+                del sys.modules[name]
+
+
+# ------------------------------------------------------------------------------ reconstruction
+_MODULES: dict[str, types.ModuleType] = {}
+
+
+def module_from_source(source: str) -> types.ModuleType:
+    """Execute ``source`` in a fresh module (one per distinct source text). This runs code."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    if digest not in _MODULES:
+        name = f"_pagbench_edm_{digest}"
+        module = types.ModuleType(name)
+        module.__file__ = f"<network pickle source {digest}>"
+        sys.modules[name] = module  # dataclasses and the like look their module up
+        with _imports_for_embedded_code():
+            exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 — trusted by the user
+        _MODULES[digest] = module
+    return _MODULES[digest]
+
+
+def reconstruct_persistent_object(meta):
+    """Our implementation of the ``_reconstruct_persistent_obj`` contract: build the class from
+    the embedded source, make an instance without calling ``__init__``, restore its state."""
+    if not isinstance(meta, dict) or meta.get("type") != "class" or "module_src" not in meta or "class_name" not in meta:
+        raise pickle.UnpicklingError("unsupported persistent object record in the network pickle")
+    module = module_from_source(meta["module_src"])
+    cls = module
+    for part in meta["class_name"].split("."):
+        cls = getattr(cls, part)
+    instance = cls.__new__(cls)
+    state = meta.get("state") or {}
+    setstate = getattr(instance, "__setstate__", None)
+    if callable(setstate):
+        setstate(dict(state))
+    else:
+        instance.__dict__.update(state)
+    return instance
+
+
+def _storage_from_bytes(data: bytes):
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+class NetworkUnpickler(pickle.Unpickler):
+    """Resolves an EDM pickle's globals: persistence and dnnlib names to ours, torch storages via
+    ``weights_only`` loading, and otherwise only torch, numpy, collections and plain builtins."""
+
+    SPECIAL = {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): reconstruct_persistent_object,
+        ("dnnlib.util", "EasyDict"): AttributeDict,
+        ("dnnlib", "EasyDict"): AttributeDict,
+        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    }
+    ROOTS = ("torch", "numpy", "collections", "copyreg", "_codecs")
+    BUILTINS = {"set", "frozenset", "slice", "range", "complex", "bytearray", "object", "dict", "list", "tuple",
+                "int", "float", "bool", "str", "bytes", "getattr"}
+
+    def find_class(self, module, name):
+        if (module, name) in self.SPECIAL:
+            return self.SPECIAL[(module, name)]
+        if module == "builtins" and name in self.BUILTINS:
+            return super().find_class(module, name)
+        if module.split(".")[0] in self.ROOTS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"the network pickle refers to {module}.{name}, which pagbench does not load")
+
+
+# ---------------------------------------------------------------------------------- the file
+def read_source(location: str) -> tuple[bytes, str]:
+    """The pickle's bytes and a display name, from a local path or an http(s) URL (downloaded
+    once into ``<cache dir>/downloads``)."""
+    if location.startswith(("http://", "https://")):
+        from pagbench.paths import cache_dir, write_atomic
+
+        target = cache_dir() / "downloads" / hashlib.sha256(location.encode()).hexdigest()[:16] / Path(location).name
+        if not target.is_file():
+            if os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no"):
+                raise PagbenchError(f"cannot download {location} offline (PAGBENCH_OFFLINE is set); download it and pass path=FILE")
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(location, timeout=60) as response:
+                    payload = response.read()
+            except Exception as error:
+                raise PagbenchError(f"download of {location} failed: {type(error).__name__}: {error}") from None
+            write_atomic(target, lambda stream: stream.write(payload))
+        location = str(target)
+    path = Path(location)
+    if not path.is_file():
+        raise PagbenchError(f"network pickle {path} not found")
+    return path.read_bytes(), str(path)
+
+
+def sniff(data: bytes, where: str) -> None:
+    """Reject files that are clearly not a network pickle, with a one-line reason."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head:
+        raise PagbenchError(f"{where} is an HTML page, not a network pickle (a login or error page saved instead of the file?)")
+    if data[:2] == b"PK":
+        raise PagbenchError(f"{where} is a zip archive (torch.save format?), not an EDM network pickle")
+    if len(data) < 2 or data[0] != 0x80:
+        raise PagbenchError(f"{where} is not a pickle file")
+
+
+def load_network_pickle(location: str, trust: bool):
+    """The unpickled contents (a dict with ``'ema'``) of an EDM network pickle."""
+    data, where = read_source(location)
+    sniff(data, where)
+    if not trust:
+        raise PagbenchError(f"{where} is a network pickle: {TRUST_HINT}")
+    try:
+        return NetworkUnpickler(io.BytesIO(data)).load(), hashlib.sha256(data).hexdigest()[:16]
+    except PagbenchError:
+        raise
+    except (pickle.UnpicklingError, EOFError) as error:
+        raise PagbenchError(f"{where} cannot be unpickled (truncated or not an EDM network pickle): {error}") from None
+    except Exception as error:
+        raise PagbenchError(f"{where}: reconstructing the network failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def network_of(contents, where: str):
+    import torch
+
+    network = contents.get("ema") if isinstance(contents, dict) else None
+    if not isinstance(network, torch.nn.Module):
+        raise PagbenchError(f"{where} has no 'ema' network (keys: {', '.join(map(str, contents)) if isinstance(contents, dict) else type(contents).__name__})")
+    for attribute in ("img_resolution", "img_channels"):
+        if not hasattr(network, attribute):
+            raise PagbenchError(f"{where}: the 'ema' network has no {attribute}; not an EDM preconditioned network")
+    network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network

@@ -1,0 +1,146 @@
+"""Score providers backed by public diffusion models: EDM / EDM2 network pickles and diffusers
+ε-prediction UNets. Both convert from the models' [−1,1] range: x₋₁ = 2x − 1, σ₋₁ = 2σ,
+score₀₁ = 2·score₋₁, with x and σ in [0,1] pixel units."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from pagbench.errors import PagbenchError
+from pagbench.scores import NetworkScoreProvider
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _trusted(options) -> bool:
+    return str(options.get("trust_pickle", "")).lower() in _TRUE
+
+
+class EdmScores(NetworkScoreProvider):
+    """score₀₁ = 2·(D(x₋₁; σ₋₁, y) − x₋₁)/σ₋₁² from an EDM/EDM2 network pickle.
+
+    Options: ``path`` (file or URL, required), ``trust_pickle=1`` (required: unpickling runs
+    code), ``uncond_path`` (an unconditional pickle, for the unconditional score when ``path``
+    is class-conditional), ``device``. Default σ = 0.05 pixel units (σ₋₁ = 0.1).
+    """
+
+    name = "edm"
+    default_sigma = 0.05
+
+    def __init__(self, dataset, options):
+        from pagbench.errors import MetricUnavailable
+
+        from .edm import load_network_pickle, network_of
+
+        location = options.get("path") or options.get("url")
+        if not location:
+            raise MetricUnavailable("the edm score provider needs a network pickle: --provider-option path=FILE_OR_URL --trust-pickle")
+        trust = _trusted(options)
+        self.configure(options)
+        contents, digest = load_network_pickle(location, trust)
+        self.network = network_of(contents, location).to(self.device)
+        self.image_shape = (int(self.network.img_channels), int(self.network.img_resolution), int(self.network.img_resolution))
+        self.check_dataset(dataset)
+        self.label_dim = int(getattr(self.network, "label_dim", 0) or 0)
+        self.unconditional_network = self.network if self.label_dim == 0 else None
+        digests = [digest]
+        if options.get("uncond_path"):
+            contents, second = load_network_pickle(options["uncond_path"], trust)
+            self.unconditional_network = network_of(contents, options["uncond_path"]).to(self.device)
+            if int(getattr(self.unconditional_network, "label_dim", 0) or 0) != 0:
+                raise PagbenchError(f"uncond_path {options['uncond_path']} is a class-conditional network")
+            digests.append(second)
+        self.has_conditional = self.label_dim == dataset.num_classes
+        self.has_unconditional = self.unconditional_network is not None
+        self.unavailable_hint = (
+            "this network is unconditional" if self.label_dim == 0 else
+            f"the network has {self.label_dim} classes, the dataset {dataset.num_classes}" if not self.has_conditional else
+            "pass an unconditional pickle as --provider-option uncond_path=... or use --score conditional"
+        )
+        self._fingerprint = "edm:" + ":".join(digests)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def network_score(self, images, labels, sigma):
+        network = self.network if labels is not None else self.unconditional_network
+        x = 2 * images - 1
+        sigma_m1 = torch.full((x.shape[0],), 2 * sigma, dtype=torch.float32, device=x.device)
+        class_labels = None
+        if labels is not None:
+            class_labels = torch.nn.functional.one_hot(labels, self.label_dim).float()
+        denoised = network(x, sigma_m1, class_labels).double()
+        score_m1 = (denoised - x.double()) / (2 * sigma) ** 2
+        return 2 * score_m1
+
+
+def epsilon_score(predict_epsilon, alphas_cumprod, images, labels, sigma):
+    """score₀₁ from an ε-prediction VP model: pick t with σ_t = √((1−ᾱ_t)/ᾱ_t) closest to σ₋₁ = 2σ,
+    feed √ᾱ_t·x₋₁, and return 2·(−ε̂/σ_t). (For x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε, x_t/√ᾱ_t is x₀ plus
+    Gaussian noise of std σ_t, and ∇ log p = −ε̂/σ_t there.) Also returns the timestep used."""
+    alphas = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    sigmas = ((1 - alphas) / alphas).sqrt()
+    step = int(torch.argmin((sigmas - 2 * sigma).abs()))
+    x = 2 * images - 1
+    scale = float(alphas[step].sqrt())
+    epsilon = predict_epsilon(scale * x, step, labels).double()
+    return 2 * (-epsilon / float(sigmas[step])), step
+
+
+class DiffusersScores(NetworkScoreProvider):
+    """score = −ε̂/σ_t of a diffusers ε-prediction UNet at the timestep whose σ_t is closest to
+    σ₋₁ (see :func:`epsilon_score`). Options: ``path`` (a local pipeline or model directory, or
+    a hub id when online), ``subfolder`` (default ``unet`` when present), ``device``.
+    Needs the optional extra: ``pip install 'pagbench[diffusers]'``."""
+
+    name = "diffusers"
+    default_sigma = 0.05
+
+    def __init__(self, dataset, options):
+        from pagbench.errors import MetricUnavailable
+
+        try:
+            import diffusers
+        except ImportError:
+            raise PagbenchError("the diffusers score provider needs the optional dependency: pip install 'pagbench[diffusers]'") from None
+        location = options.get("path")
+        if not location:
+            raise MetricUnavailable("the diffusers score provider needs --provider-option path=DIR_OR_HUB_ID")
+        offline = os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+        unet_folder = options.get("subfolder", "unet" if os.path.isdir(os.path.join(location, "unet")) else None)
+        scheduler_folder = "scheduler" if os.path.isdir(os.path.join(location, "scheduler")) else None
+        try:
+            self.unet = diffusers.UNet2DModel.from_pretrained(location, subfolder=unet_folder, local_files_only=offline)
+            scheduler = diffusers.DDPMScheduler.from_pretrained(location, subfolder=scheduler_folder, local_files_only=offline)
+        except Exception as error:
+            raise PagbenchError(f"cannot load a diffusers UNet2DModel and DDPMScheduler from {location}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        prediction = getattr(scheduler.config, "prediction_type", "epsilon")
+        if prediction != "epsilon":
+            raise PagbenchError(f"{location}: prediction_type {prediction!r}; the diffusers provider needs an ε-prediction model")
+        self.configure(options)
+        self.unet = self.unet.to(self.device).eval().requires_grad_(False)
+        self.alphas_cumprod = scheduler.alphas_cumprod
+        config = self.unet.config
+        size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
+        self.image_shape = (int(config.in_channels), int(size), int(size))
+        self.check_dataset(dataset)
+        classes = getattr(config, "num_class_embeds", None)
+        self.has_conditional = classes == dataset.num_classes
+        self.has_unconditional = not classes
+        self.unavailable_hint = "this UNet is unconditional" if not classes else "this UNet is class-conditional"
+        self._fingerprint = f"diffusers:{location}"
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def network_score(self, images, labels, sigma):
+        def predict(x, step, class_labels):
+            timestep = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
+            return self.unet(x, timestep, class_labels=class_labels).sample
+
+        score, _ = epsilon_score(predict, self.alphas_cumprod, images, labels, sigma)
+        return score

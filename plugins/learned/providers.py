@@ -1,0 +1,110 @@
+"""Score and manifold providers backed by models pagbench fits itself (see :mod:`.fit`)."""
+
+from __future__ import annotations
+
+import torch
+
+from pagbench.errors import PagbenchError
+from pagbench.manifold import ManifoldProvider
+from pagbench.scores import NetworkScoreProvider
+
+from . import store
+
+
+def _device(options) -> str:
+    return str(options.get("device", "cpu"))
+
+
+class DenoiserScores(NetworkScoreProvider):
+    """Score = (D(x, σ, y) − x)/σ² from a denoiser trained by denoising score matching in [0,1]
+    pixel units (no conversion needed). Conditional (label y) and unconditional (label dropped).
+    Default σ = 0.05 pixel units: small enough to be the data score, large enough for a denoiser
+    trained on CPU to be accurate (the error of D is amplified by 1/σ²)."""
+
+    name = "denoiser"
+    default_sigma = 0.05
+
+    def __init__(self, dataset, options):
+        directory = store.find("denoiser", dataset.name, options.get("denoiser"))
+        self.configure(options)
+        self.model, self.record = store.load(directory, self.device)
+        network = self.record["network"]
+        self.image_shape = tuple(self.record["image_shape"])
+        self.check_dataset(dataset)
+        self.has_conditional = network["num_classes"] == dataset.num_classes
+        self.unavailable_hint = f"the denoiser has {network['num_classes']} classes, the dataset {dataset.num_classes}"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"denoiser:{self.record['identifier']}"
+
+    def network_score(self, images, labels, sigma):
+        return self.model.score(images, sigma, labels)
+
+
+class AutoencoderManifold(ManifoldProvider):
+    """Tangent space = column space of the decoder's Jacobian at the encoder mean (forward-mode
+    AD, batched QR); k = the autoencoder's latent dimension."""
+
+    name = "autoencoder"
+
+    def __init__(self, dataset, options):
+        match = {"latent_dim": int(options["latent_dim"])} if "latent_dim" in options else {}
+        directory = store.find("autoencoder", dataset.name, options.get("autoencoder"), **match)
+        self.device = _device(options)
+        self.model, self.record = store.load(directory, self.device)
+        shape = tuple(self.record["network"]["image_shape"])
+        if shape != tuple(dataset.image_shape):
+            raise PagbenchError(f"autoencoder {directory.name} works on {'x'.join(map(str, shape))} images, "
+                                f"dataset {dataset.name!r} has {'x'.join(map(str, dataset.image_shape))}")
+
+    @property
+    def fingerprint(self) -> str:
+        return f"autoencoder:{self.record['identifier']}"
+
+    def tangent_basis(self, images, labels):
+        from .geometry import decoder_tangent_basis
+
+        with torch.no_grad():
+            latents, _ = self.model.encode(images.to(self.device))
+        return decoder_tangent_basis(self.model.decode, latents).double().cpu()
+
+
+class DenoiserManifold(ManifoldProvider):
+    """Top-k eigenvectors of the symmetrised Jacobian of the fitted (unconditional) denoiser at
+    σ = ``manifold_sigma`` (default 0.1 pixel units), by randomised subspace iteration.
+    Options: ``k`` (default 32), ``manifold_sigma``, ``iterations`` (4), ``oversampling`` (10)."""
+
+    name = "denoiser"
+
+    def __init__(self, dataset, options):
+        directory = store.find("denoiser", dataset.name, options.get("denoiser"))
+        self.device = _device(options)
+        self.model, self.record = store.load(directory, self.device)
+        try:
+            self.k = int(options.get("k", 32))
+            self.sigma = float(options.get("manifold_sigma", 0.1))
+            self.iterations = int(options.get("iterations", 4))
+            self.oversampling = int(options.get("oversampling", 10))
+        except ValueError as error:
+            raise PagbenchError(f"denoiser manifold options: {error}") from None
+        if not (0 < self.k < dataset.dim) or not self.sigma > 0 or self.iterations < 1 or self.oversampling < 0:
+            raise PagbenchError(f"denoiser manifold needs 0 < k < {dataset.dim}, manifold_sigma > 0, iterations >= 1; "
+                                f"got k={self.k}, manifold_sigma={self.sigma}, iterations={self.iterations}")
+        if self.record["network"]["channels"] != dataset.image_shape[0]:
+            raise PagbenchError(f"denoiser {directory.name} has {self.record['network']['channels']} channels, "
+                                f"dataset {dataset.name!r} has {dataset.image_shape[0]}")
+
+    @property
+    def fingerprint(self) -> str:
+        return f"denoiser-manifold:{self.record['identifier']}:k{self.k}:s{self.sigma:g}:i{self.iterations}:o{self.oversampling}"
+
+    def tangent_basis(self, images, labels):
+        from .geometry import denoiser_tangent_basis
+
+        sigma = self.sigma
+
+        def denoise(x):
+            return self.model(x, sigma)
+
+        return denoiser_tangent_basis(denoise, images.to(self.device), self.k, self.iterations, self.oversampling).double().cpu()

@@ -1,0 +1,133 @@
+"""Recipes and the model store for the estimators pagbench fits itself (denoisers, autoencoders).
+
+Each fitted model lives in ``<cache dir>/models/<identifier>/`` (the zoo's store) as
+``weights.pt`` (a state dict, loadable with ``torch.load(weights_only=True)``) and
+``record.json`` (kind, recipe, network arguments, training summary). Providers find the newest
+record of their kind for a dataset, or take an explicit directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from pagbench.errors import MetricUnavailable, PagbenchError
+from pagbench.paths import write_atomic, write_json_atomic
+from pagbench.training import store_dir
+
+
+@dataclass(frozen=True)
+class DenoiserRecipe:
+    """Denoising score matching: σ ~ log-normal(log ``sigma_median``, ``sigma_log_std``) in [0,1]
+    pixel units; labels dropped with probability ``label_dropout`` (unconditional model)."""
+
+    dataset: str
+    width: int = 32
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    sigma_median: float = 0.1
+    sigma_log_std: float = 1.0
+    label_dropout: float = 0.2
+    seed: int = 0
+    kind: str = "denoiser"
+
+    def validate(self) -> None:
+        _positive(steps=self.steps, batch_size=self.batch_size, lr=self.lr, width=self.width, sigma_median=self.sigma_median)
+
+
+@dataclass(frozen=True)
+class AutoencoderRecipe:
+    """A VAE with Gaussian decoder noise ``noise_std`` (pixel units) and a standard-normal prior."""
+
+    dataset: str
+    latent_dim: int = 16
+    width: int = 32
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    noise_std: float = 0.05
+    seed: int = 0
+    kind: str = "autoencoder"
+
+    def validate(self) -> None:
+        _positive(latent_dim=self.latent_dim, steps=self.steps, batch_size=self.batch_size, lr=self.lr, width=self.width, noise_std=self.noise_std)
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise PagbenchError(f"{name.replace('_', '-')} must be positive, got {value}")
+
+
+def identifier(recipe) -> str:
+    text = json.dumps(asdict(recipe), sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    extra = f"-k{recipe.latent_dim}" if recipe.kind == "autoencoder" else ""
+    return f"{recipe.kind}-{recipe.dataset}{extra}-w{recipe.width}-s{recipe.seed}-{digest}"
+
+
+def with_overrides(recipe, **overrides):
+    return replace(recipe, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def save(directory: Path, model, record: dict) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({key: value.detach().cpu() for key, value in model.state_dict().items()}, buffer)
+    write_atomic(directory / "weights.pt", lambda stream: stream.write(buffer.getvalue()))
+    write_json_atomic(directory / "record.json", record)
+
+
+def find(kind: str, dataset: str, path: str | None = None, **match) -> Path:
+    """The store directory of the newest fitted ``kind`` for ``dataset`` (matching ``match``
+    recipe fields), or ``path`` itself; raises MetricUnavailable with the command to run."""
+    if path is not None:
+        directory = Path(path)
+        if directory.is_file():
+            directory = directory.parent
+        if not (directory / "record.json").is_file() or not (directory / "weights.pt").is_file():
+            raise PagbenchError(f"{path} is not a fitted {kind} (expected record.json and weights.pt there)")
+        return directory
+    found = []
+    root = store_dir()
+    for record_path in root.glob(f"{kind}-*/record.json") if root.is_dir() else []:
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue
+        recipe = record.get("recipe", {})
+        if record.get("kind") == kind and recipe.get("dataset") == dataset and all(recipe.get(k) == v for k, v in match.items()):
+            if (record_path.parent / "weights.pt").is_file():
+                found.append((record_path.stat().st_mtime, record_path.parent))
+    if not found:
+        command = "fit-score" if kind == "denoiser" else "fit-manifold"
+        extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in match.items())
+        if kind == "autoencoder" and not match:
+            extra = " --latent-dim K"
+        raise MetricUnavailable(f"no fitted {kind} for dataset {dataset!r} in {root}; run `pagbench {command} --dataset {dataset}{extra}`")
+    return max(found)[1]
+
+
+def load(directory: Path, device="cpu"):
+    """(model in eval mode with frozen parameters, record) from a store directory."""
+    import torch
+
+    from .networks import Autoencoder, Denoiser
+
+    record = json.loads((directory / "record.json").read_text())
+    arguments = record["network"]
+    model = Denoiser(**arguments) if record["kind"] == "denoiser" else Autoencoder(**arguments)
+    try:
+        state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except Exception as error:
+        raise PagbenchError(f"{directory / 'weights.pt'} cannot be loaded: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+    model = model.to(device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, record

@@ -1,0 +1,106 @@
+"""Writes tiny network pickles in the NVlabs EDM layout (test helper, written for pagbench).
+
+The pickle is ``{'ema': net, ...}`` where ``net``'s class is defined by source code stored in
+the file: the object reduces to ``torch_utils.persistence._reconstruct_persistent_obj(meta)``
+with ``meta = {type, version, module_src, class_name, state}``. The writer installs throwaway
+``torch_utils`` / ``dnnlib`` modules only while pickling and removes them afterwards, so the
+reader under test cannot lean on them.
+
+The network is the exact denoiser of Gaussian data N(μ_y, s²I) in [−1,1] units:
+D(x; σ, y) = (s²x + σ²μ_y)/(s² + σ²). In [0,1] units the data are N(m, (s/2)²I) with
+m = (μ+1)/2, so the exact score there is −(x − m)/((s/2)² + σ²).
+"""
+
+import pickle
+import sys
+import types
+
+SOURCE = '''
+import numpy as np
+import torch
+from torch_utils import persistence
+
+
+@persistence.persistent_class
+class GaussianPrecond(torch.nn.Module):
+    def __init__(self, img_resolution, img_channels, label_dim=0, spread=0.3):
+        super().__init__()
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.label_dim = label_dim
+        self.sigma_data = 0.5
+        self.spread = float(spread)
+        generator = torch.Generator().manual_seed(0)
+        shape = [max(label_dim, 1), img_channels, img_resolution, img_resolution]
+        self.means = torch.nn.Parameter(0.4 * torch.randn(shape, generator=generator))
+        self.mix = torch.nn.Conv2d(img_channels, img_channels, 1)
+        with torch.no_grad():
+            self.mix.weight.copy_(torch.eye(img_channels).view(img_channels, img_channels, 1, 1))
+            self.mix.bias.zero_()
+
+    def forward(self, x, sigma, class_labels=None, force_fp32=False, **model_kwargs):
+        sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
+        if self.label_dim:
+            mean = torch.einsum("bk,kchw->bchw", class_labels.to(torch.float32), self.means)
+        else:
+            mean = self.means[:1]
+        s2 = self.spread ** 2
+        return (s2 * self.mix(x.to(torch.float32)) + sigma ** 2 * mean) / (s2 + sigma ** 2)
+'''
+
+
+def _fake_modules():
+    torch_utils = types.ModuleType("torch_utils")
+    persistence = types.ModuleType("torch_utils.persistence")
+    dnnlib = types.ModuleType("dnnlib")
+    util = types.ModuleType("dnnlib.util")
+
+    def _reconstruct_persistent_obj(meta):  # only referenced by name in the pickle
+        raise AssertionError("the writer's reconstructor must never run")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+
+    class EasyDict(dict):
+        pass
+
+    EasyDict.__module__ = "dnnlib.util"
+    EasyDict.__qualname__ = "EasyDict"
+
+    def persistent_class(cls):
+        def __reduce__(self):
+            meta = dict(type="class", version=6, module_src=SOURCE, class_name=cls.__name__, state=dict(self.__dict__))
+            return (_reconstruct_persistent_obj, (meta,))
+
+        cls.__reduce__ = __reduce__
+        return cls
+
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    persistence.persistent_class = persistent_class
+    torch_utils.persistence = persistence
+    util.EasyDict = dnnlib.EasyDict = EasyDict
+    dnnlib.util = util
+    return {"torch_utils": torch_utils, "torch_utils.persistence": persistence, "dnnlib": dnnlib, "dnnlib.util": util}
+
+
+def write_edm_pickle(path, resolution=16, channels=3, label_dim=10, spread=0.3):
+    """Write the pickle; returns (means in [0,1] units (max(label_dim,1), C, H, W), std in [0,1] units)."""
+    modules = _fake_modules()
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        namespace = types.ModuleType("_edm_test_source")
+        exec(compile(SOURCE, "<edm test source>", "exec"), namespace.__dict__)
+        net = namespace.GaussianPrecond(resolution, channels, label_dim, spread)
+        payload = {"ema": net, "loss_fn": None, "augment_pipe": None,
+                   "dataset_kwargs": modules["dnnlib.util"].EasyDict(resolution=resolution)}
+        with open(path, "wb") as stream:
+            pickle.dump(payload, stream)
+        means = (net.means.detach().double() + 1) / 2
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return means, spread / 2
