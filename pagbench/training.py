@@ -214,8 +214,14 @@ def train(
                 optimizer.step()
                 loss_sum += loss.item() * labels.shape[0]
                 seen += labels.shape[0]
-                advance(1, epoch=f"{epoch + 1}/{recipe.epochs}", loss=loss_sum / seen)
-            history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "lr": lr})
+                status = {"epoch": f"{epoch + 1}/{recipe.epochs}", "loss": loss_sum / seen}
+                if history and "test_accuracy" in history[-1]:
+                    status["test acc"] = history[-1]["test_accuracy"]
+                advance(1, **status)
+            model.eval()  # a quick check on (at most) 500 test images, shown in the progress bar
+            quick = evaluate_accuracy(model, test_split, device, limit=500)
+            history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "lr": lr, "test_accuracy": quick})
+            advance(0, epoch=f"{epoch + 1}/{recipe.epochs}", loss=loss_sum / seen, **{"test acc": quick})
             if rank == 0:
                 _save_tensor_file(
                     checkpoint_path,
@@ -257,15 +263,17 @@ def _init_distributed(device):
     return device, distributed.get_rank(), distributed.get_world_size()
 
 
-def evaluate_accuracy(model, split, device, batch_size: int = 500) -> float:
+def evaluate_accuracy(model, split, device, batch_size: int = 500, limit: int | None = None) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on the first ``limit`` images of ``split`` (all by default)."""
     import torch
 
+    count = len(split) if limit is None else min(limit, len(split))
     correct = 0
     with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            batch = split.batch(list(range(start, min(start + batch_size, len(split)))))
+        for start in range(0, count, batch_size):
+            batch = split.batch(list(range(start, min(start + batch_size, count))))
             correct += int((model(batch.images.to(device)).argmax(1).cpu() == batch.labels).sum())
-    return correct / len(split)
+    return correct / count
 
 
 def load_trained(recipe: TrainingRecipe, build_model: Callable[[], "object"], device="cpu"):
