@@ -48,7 +48,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "cpu": {
         "noise": (0.03, 0.1, 0.3, 0.6, 1.0, 2.0),
-        "gnorm": (0.001, 0.003, 0.01, 0.03, 0.1, 1.0, 10.0),
+        "gnorm": (0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 1.0, 10.0),
         "smooth": (0.01, 0.1, 1.0, 10.0, 100.0),
         "pgd": (0.1, 0.3, 1.0, 3.0),
     },
