@@ -185,8 +185,7 @@ def _metrics_table(results: list[dict]):
         for result in results:
             entry = result["metrics"].get(name)
             if entry is None:
-                reason = result.get("unavailable", {})
-                cells.append("n/a" if not reason else "n/a")
+                cells.append("n/a")  # the reason is printed under the table
                 continue
             direction = {True: "↑", False: "↓", None: ""}[entry["higher_is_better"]]
             if entry["value"] is None:
