@@ -15,6 +15,8 @@ class DatasetEntry:
 
     ``default_score_provider`` / ``default_manifold_provider`` name the providers used when the
     user does not choose one (``None``: metrics that need them are reported unavailable).
+    ``version``: bump it whenever the images a name stands for change (a new construction);
+    models pagbench trains are stored under it, so a model of an older version is never reused.
     """
 
     name: str
@@ -26,6 +28,7 @@ class DatasetEntry:
     licence: str = ""
     default_score_provider: str | None = None
     default_manifold_provider: str | None = None
+    version: str = ""
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,15 @@ class TrainingRecipe:
     warmup: float = 0.15
     seed: int = 0
     regime_options: dict = field(default_factory=dict)
+    #: the dataset entry's ``version`` ("" when it declares none; then omitted from the record,
+    #: so identifiers of recipes on unversioned datasets do not change)
+    dataset_version: str = ""
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["lr_milestones"] = list(self.lr_milestones)
+        if not self.dataset_version:
+            del data["dataset_version"]
         return data
 
     @property

@@ -117,8 +117,9 @@ def test_mnist_truncated_idx_is_a_one_line_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------ digits (offline)
-def test_digits_distractor_is_offline_and_masks_the_digit_half():
-    dataset = load("digits-distractor", None)
+@pytest.mark.parametrize("name", ["digits-distractor", "digits-distractor-varied"])
+def test_digits_distractor_is_offline_and_masks_the_digit_half(name):
+    dataset = load(name, None)
     test, train = dataset.split("test"), dataset.split("train")
     assert len(test) == 397 and len(train) == 1400 * 4
     batch = test.batch(list(range(64)))
@@ -130,8 +131,49 @@ def test_digits_distractor_is_offline_and_masks_the_digit_half():
     signal_ink = (batch.images * mask).flatten(1).sum(1)
     distractor_ink = (batch.images * ~mask).flatten(1).sum(1)
     assert (signal_ink > 5).all() and (distractor_ink > 2).all()
-    again = load("digits-distractor", None).split("test").batch([0, 1])
+    again = load(name, None).split("test").batch([0, 1])
     assert torch.equal(again.images, batch.images[:2])  # deterministic
+
+
+def distractor_halves(batch):
+    """The distractor half of each image, (B, 28, 28)."""
+    top = batch.signal_mask[:, 0, 0, 0]
+    return torch.stack([image[0, 28:] if digit_on_top else image[0, :28] for image, digit_on_top in zip(batch.images, top)])
+
+
+def test_the_paper_distractor_is_one_fixed_letter_and_the_varied_one_is_not():
+    """The paper's set ("simple word distractor" MNIST) puts the same letter A at the same place in
+    every image, so the distractor half has no variance; the ablation varies it."""
+    from pagbench_plugins.datasets.distractor import FIXED_LETTER, render_letter
+
+    fixed = distractor_halves(load("digits-distractor", None).split("train").batch(list(range(200))))
+    assert (fixed == fixed[0]).all()
+    letter, height, width, row, col = FIXED_LETTER
+    expected = torch.zeros(28, 28)
+    expected[row : row + height, col : col + width] = render_letter(letter, height, width)
+    assert torch.allclose(fixed[0], (expected * 255).round() / 255)
+    varied = distractor_halves(load("digits-distractor-varied", None).split("train").batch(list(range(200))))
+    assert len({tuple(half.flatten().tolist()) for half in varied}) > 150
+    # the digits, halves and labels are the same in both sets: only the distractor differs
+    a = load("digits-distractor", None).split("test").batch(list(range(50)))
+    b = load("digits-distractor-varied", None).split("test").batch(list(range(50)))
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.signal_mask, b.signal_mask)
+    assert torch.equal(a.images * a.signal_mask, b.images * b.signal_mask)
+
+
+def test_models_trained_on_an_older_distractor_construction_are_never_reused():
+    from pagbench_plugins.datasets import DISTRACTOR_VERSION
+    from pagbench_plugins.datasets.distractor import CONSTRUCTION_VERSION
+    from pagbench_plugins.zoo.recipes import recipe_for
+
+    assert DISTRACTOR_VERSION == str(CONSTRUCTION_VERSION)
+    assert load("digits-distractor", None).config["construction"] == CONSTRUCTION_VERSION
+    recipe = recipe_for("digits-distractor", "pgd", 1.0)
+    assert recipe.dataset_version == DISTRACTOR_VERSION and recipe.as_dict()["dataset_version"] == DISTRACTOR_VERSION
+    older = recipe.with_overrides(dataset_version="2")
+    assert older.identifier != recipe.identifier
+    # unversioned datasets keep the identifiers they always had
+    assert "dataset_version" not in recipe_for("synthetic", "noise", 0.3).as_dict()
 
 
 # --------------------------------------------------------------------------------- ImageNet-64

@@ -8,6 +8,10 @@ fails with one line naming the files expected and where. Heavy imports happen in
 
 from pagbench import DatasetEntry, hookimpl
 
+#: The distractor sets' construction (plugins/datasets/distractor.py); models trained on an
+#: earlier construction are stored under a different identifier and never reused.
+DISTRACTOR_VERSION = "3"
+
 
 def _cifar10(data_root):
     from .cifar import build_dataset
@@ -21,10 +25,22 @@ def _digits(data_root):
     return build_digits_dataset(data_root)
 
 
+def _digits_varied(data_root):
+    from .distractor import build_digits_dataset
+
+    return build_digits_dataset(data_root, distractor="varied")
+
+
 def _mnist(data_root):
     from .distractor import build_mnist_dataset
 
     return build_mnist_dataset(data_root)
+
+
+def _mnist_varied(data_root):
+    from .distractor import build_mnist_dataset
+
+    return build_mnist_dataset(data_root, distractor="varied")
 
 
 def _imagenet64(data_root):
@@ -49,15 +65,31 @@ def register_datasets(register):
     ))
     register(DatasetEntry(
         name="digits-distractor", factory=_digits, num_classes=10, image_shape=(1, 56, 28),
-        description="scikit-learn digits (upsampled) in one half, a letter distractor in the other; offline",
+        description="scikit-learn digits (upsampled) in one half, a fixed letter A in the other (the paper's construction); offline",
         source="sklearn.datasets.load_digits (UCI optical digits)", licence="CC BY 4.0",
         default_score_provider="denoiser", default_manifold_provider="autoencoder",
+        version=DISTRACTOR_VERSION,
+    ))
+    register(DatasetEntry(
+        name="digits-distractor-varied", factory=_digits_varied, num_classes=10, image_shape=(1, 56, 28),
+        description="digits-distractor with a random letter, size, place and ink per image (ablation); offline",
+        source="sklearn.datasets.load_digits (UCI optical digits)", licence="CC BY 4.0",
+        default_score_provider="denoiser", default_manifold_provider="autoencoder",
+        version=DISTRACTOR_VERSION,
     ))
     register(DatasetEntry(
         name="mnist-distractor", factory=_mnist, num_classes=10, image_shape=(1, 56, 28),
-        description="MNIST digit in one half, a letter distractor in the other (the paper's set)",
+        description="MNIST digit in one half, a fixed letter A in the other (the paper's set)",
         source="http://yann.lecun.com/exdb/mnist/", licence="CC BY-SA 3.0",
         default_score_provider="denoiser", default_manifold_provider="autoencoder",
+        version=DISTRACTOR_VERSION,
+    ))
+    register(DatasetEntry(
+        name="mnist-distractor-varied", factory=_mnist_varied, num_classes=10, image_shape=(1, 56, 28),
+        description="mnist-distractor with a random letter, size, place and ink per image (ablation)",
+        source="http://yann.lecun.com/exdb/mnist/", licence="CC BY-SA 3.0",
+        default_score_provider="denoiser", default_manifold_provider="autoencoder",
+        version=DISTRACTOR_VERSION,
     ))
     register(DatasetEntry(
         name="imagenet64", factory=_imagenet64, num_classes=1000, image_shape=(3, 64, 64),

@@ -2,10 +2,19 @@
 scikit-learn's bundled digits.
 
 Each image is 56×28 (H×W), one channel: the digit (28×28) fills the top or the bottom half at
-random, and a rendered capital letter — independent of the label — sits at a random size and
-position in the other half. The signal mask is the digit's half. Letters are drawn from a 5×7
-bitmap font defined here and upsampled bilinearly, so rendering is identical on every machine.
-All randomness comes from a fixed seed per split.
+random and a rendered capital letter, independent of the label, fills the other half. The signal
+mask is the digit's half. Two distractor kinds:
+
+- ``fixed`` (the paper's set; ``digits-distractor``, ``mnist-distractor``): the same letter "A"
+  at the same size and place in every image, as in the reference's "simple word distractor"
+  MNIST. The distractor half then has no variation at all, so any noise there is off-manifold,
+  and a model that is not off-manifold robust reacts to it about as much as to noise on the digit.
+- ``varied`` (``*-distractor-varied``, an ablation): a random letter at a random size, position
+  and ink per image. The distractor then varies along directions the label does not depend on,
+  so even standard training teaches invariance to that half.
+
+Letters come from a 5×7 bitmap font defined here, upsampled bilinearly, so rendering is identical
+on every machine. All randomness comes from a fixed seed per split.
 """
 
 from __future__ import annotations
@@ -48,7 +57,10 @@ FONT = {
 }
 LETTERS = tuple(FONT)
 HALF = 28  # each half is 28×28
-CONSTRUCTION_VERSION = 2
+CONSTRUCTION_VERSION = 3  # keep equal to DISTRACTOR_VERSION in __init__.py (a test checks)
+DISTRACTORS = ("fixed", "varied")
+#: The fixed distractor: letter, height, width, top row and left column inside its 28×28 half.
+FIXED_LETTER = ("A", 18, 14, 4, 7)
 
 
 def glyph(letter: str) -> torch.Tensor:
@@ -65,12 +77,15 @@ def render_letter(letter: str, height: int, width: int) -> torch.Tensor:
     return (scaled / scaled.max().clamp_min(1e-6)).clamp(0, 1)
 
 
-def compose(digits: torch.Tensor, labels: torch.Tensor, seed: int, copies: int = 1) -> Uint8Split:
+def compose(digits: torch.Tensor, labels: torch.Tensor, seed: int, copies: int = 1,
+            distractor: str = "fixed") -> Uint8Split:
     """digits (N, 28, 28) float in [0,1] → a split of ``copies``·N images (1, 56, 28) uint8.
 
-    Copy c of digit i is image c·N + i; each copy draws its own half, letter, size, position and
-    ink intensity from ``seed``.
+    Copy c of digit i is image c·N + i; each copy draws its own half from ``seed`` and, for the
+    ``varied`` distractor, its own letter, size, position and ink intensity.
     """
+    if distractor not in DISTRACTORS:
+        raise ValueError(f"distractor must be one of {DISTRACTORS}, not {distractor!r}")
     count = digits.shape[0]
     total = count * copies
     generator = torch.Generator().manual_seed(seed)
@@ -81,16 +96,20 @@ def compose(digits: torch.Tensor, labels: torch.Tensor, seed: int, copies: int =
     rows_free = torch.rand(total, generator=generator)
     cols_free = torch.rand(total, generator=generator)
     ink = 0.6 + 0.4 * torch.rand(total, generator=generator)
+    widths = (heights * aspect).round().long().clamp(6, HALF - 2)
+    rows = 1 + (rows_free * (HALF - 2 - heights)).long()
+    cols = 1 + (cols_free * (HALF - 2 - widths)).long()
+    if distractor == "fixed":
+        letter, height, width, row, col = FIXED_LETTER
+        letters.fill_(LETTERS.index(letter))
+        heights.fill_(height), widths.fill_(width), rows.fill_(row), cols.fill_(col), ink.fill_(1.0)
     canvas = torch.zeros(total, 1, 2 * HALF, HALF)
     rendered: dict[tuple[int, int, int], torch.Tensor] = {}
     for index in range(total):
-        height = int(heights[index])
-        width = max(6, min(HALF - 2, round(height * float(aspect[index]))))
+        height, width, row, col = int(heights[index]), int(widths[index]), int(rows[index]), int(cols[index])
         key = (int(letters[index]), height, width)
         if key not in rendered:
             rendered[key] = render_letter(LETTERS[key[0]], height, width)
-        row = 1 + int(rows_free[index] * (HALF - 2 - height))
-        col = 1 + int(cols_free[index] * (HALF - 2 - width))
         digit_offset, letter_offset = (0, HALF) if top[index] else (HALF, 0)
         canvas[index, 0, digit_offset : digit_offset + HALF] = digits[index % count]
         canvas[index, 0, letter_offset + row : letter_offset + row + height, col : col + width] = ink[index] * rendered[key]
@@ -133,27 +152,33 @@ def upsampled_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.as_tensor(bunch.target, dtype=torch.long)
 
 
-def build_digits_dataset(data_root, copies: int = DIGITS_COPIES) -> Dataset:
-    """1,400 training digits × ``copies`` distractor draws; 397 test digits × 1."""
+def dataset_name(base: str, distractor: str) -> str:
+    """``digits-distractor`` for the paper's fixed distractor, ``digits-distractor-varied`` else."""
+    return base if distractor == "fixed" else f"{base}-{distractor}"
+
+
+def build_digits_dataset(data_root, distractor: str = "fixed", copies: int = DIGITS_COPIES) -> Dataset:
+    """1,400 training digits × ``copies`` draws (half, and letter for ``varied``); 397 test digits × 1."""
 
     def split(name: str):
         def load():
             images, labels = upsampled_digits()
             order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
             chosen = order[:DIGITS_TEST] if name == "test" else order[DIGITS_TEST:]
-            return compose(images[chosen], labels[chosen], seed=11 if name == "test" else 12, copies=1 if name == "test" else copies)
+            return compose(images[chosen], labels[chosen], seed=11 if name == "test" else 12,
+                           copies=1 if name == "test" else copies, distractor=distractor)
 
         return load
 
     return distractor_dataset(
-        "digits-distractor",
+        dataset_name("digits-distractor", distractor),
         {"test": split("test"), "train": split("train")},
-        {"source": "sklearn.datasets.load_digits", "copies": copies, "test_size": DIGITS_TEST},
+        {"source": "sklearn.datasets.load_digits", "distractor": distractor, "copies": copies, "test_size": DIGITS_TEST},
     )
 
 
 # ------------------------------------------------------------------------------------- MNIST
-def build_mnist_dataset(data_root) -> Dataset:
+def build_mnist_dataset(data_root, distractor: str = "fixed") -> Dataset:
     from .mnist import load_split, locate
 
     directory = locate(data_root)
@@ -161,8 +186,9 @@ def build_mnist_dataset(data_root) -> Dataset:
     def split(name: str):
         def load():
             images, labels = load_split(directory, name)
-            return compose(images.float() / 255.0, labels, seed=21 if name == "test" else 22)
+            return compose(images.float() / 255.0, labels, seed=21 if name == "test" else 22, distractor=distractor)
 
         return load
 
-    return distractor_dataset("mnist-distractor", {"test": split("test"), "train": split("train")}, {"source": "mnist-idx"})
+    return distractor_dataset(dataset_name("mnist-distractor", distractor), {"test": split("test"), "train": split("train")},
+                              {"source": "mnist-idx", "distractor": distractor})

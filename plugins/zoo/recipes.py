@@ -23,6 +23,8 @@ DATASET_DEFAULTS: dict[str, dict] = {
     "mnist-distractor": dict(width=64, epochs=9, lr=0.1, batch_size=128, lr_milestones=(3, 6), augment="none"),
     "digits-distractor": dict(width=8, epochs=9, lr=0.1, batch_size=128, lr_milestones=(3, 6), augment="none"),
 }
+DATASET_DEFAULTS["mnist-distractor-varied"] = DATASET_DEFAULTS["mnist-distractor"]
+DATASET_DEFAULTS["digits-distractor-varied"] = DATASET_DEFAULTS["digits-distractor"]
 
 #: Regime options per (dataset, regime), passed to the regime's loss. On the embedded dataset PGD
 #: uses 3 steps of 2ε/3 (the paper's ImageNet-64 setting) so a model trains in minutes on a CPU.
@@ -34,6 +36,8 @@ REGIME_OPTIONS: dict[tuple[str, str], dict] = {
     ("digits-distractor", "pgd"): {"steps": 3, "step_factor": 2.0},
     ("mnist-distractor", "pgd"): {"steps": 10, "step_factor": 2.5},
 }
+REGIME_OPTIONS[("mnist-distractor-varied", "pgd")] = REGIME_OPTIONS[("mnist-distractor", "pgd")]
+REGIME_OPTIONS[("digits-distractor-varied", "pgd")] = REGIME_OPTIONS[("digits-distractor", "pgd")]
 
 #: Normalisation inside the model per dataset (mean, std per channel).
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -41,6 +45,8 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "mnist-distractor": ((0.1,), (0.25,)),
     "digits-distractor": ((0.1,), (0.25,)),
+    "mnist-distractor-varied": ((0.1,), (0.25,)),
+    "digits-distractor-varied": ((0.1,), (0.25,)),
     "imagenet64": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
@@ -88,6 +94,14 @@ def model_name(dataset: str, regime: str, strength: float, seed: int = 0) -> str
     return f"{PREFIX}{dataset}-{regime}-{strength:g}" + (f"-s{seed}" if seed else "")
 
 
+def dataset_version(name: str) -> str:
+    """The registered dataset's ``version`` ("" for an unknown or unversioned dataset)."""
+    from pagbench.registry import datasets
+
+    registry = datasets()
+    return registry.get(name).version if name in registry else ""
+
+
 def recipe_for(dataset: str, regime: str, strength: float, seed: int = 0, preset: str | None = None, **overrides) -> TrainingRecipe:
     """The recipe of a zoo model. ``preset="paper"`` applies the paper's gnorm lr rule
     (lr scaled by 0.01/λ_ref when λ_ref > 0.01, with λ_ref the reference constant)."""
@@ -99,5 +113,6 @@ def recipe_for(dataset: str, regime: str, strength: float, seed: int = 0, preset
         if reference > 0.01:
             defaults["lr"] = defaults["lr"] * 0.01 / reference
     options = dict(REGIME_OPTIONS.get((dataset, regime), {}))
-    recipe = TrainingRecipe(dataset=dataset, regime=regime, strength=float(strength), seed=seed, regime_options=options, **defaults)
+    recipe = TrainingRecipe(dataset=dataset, regime=regime, strength=float(strength), seed=seed, regime_options=options,
+                            dataset_version=dataset_version(dataset), **defaults)
     return recipe.with_overrides(**overrides)
