@@ -9,6 +9,10 @@ reader under test cannot lean on them.
 The network is the exact denoiser of Gaussian data N(μ_y, s²I) in [−1,1] units:
 D(x; σ, y) = (s²x + σ²μ_y)/(s² + σ²). In [0,1] units the data are N(m, (s/2)²I) with
 m = (μ+1)/2, so the exact score there is −(x − m)/((s/2)² + σ²).
+
+With ``training_loss=True`` the file also holds a ``'loss_fn'`` object whose module imports a
+``torch_utils`` part that only training code has (as EDM2 snapshots do: their loss object's
+module imports ``torch_utils.training_stats``, ``torch_utils.distributed`` and psutil).
 """
 
 import pickle
@@ -48,6 +52,17 @@ class GaussianPrecond(torch.nn.Module):
         return (s2 * self.mix(x.to(torch.float32)) + sigma ** 2 * mean) / (s2 + sigma ** 2)
 '''
 
+LOSS_SOURCE = '''
+from torch_utils import persistence
+from torch_utils import training_stats
+
+
+@persistence.persistent_class
+class TrainingLoss:
+    def __init__(self, sigma_data=0.5):
+        self.sigma_data = sigma_data
+'''
+
 
 def _fake_modules():
     torch_utils = types.ModuleType("torch_utils")
@@ -68,8 +83,10 @@ def _fake_modules():
     EasyDict.__qualname__ = "EasyDict"
 
     def persistent_class(cls):
+        source = SOURCES[cls.__module__]
+
         def __reduce__(self):
-            meta = dict(type="class", version=6, module_src=SOURCE, class_name=cls.__name__, state=dict(self.__dict__))
+            meta = dict(type="class", version=6, module_src=source, class_name=cls.__name__, state=dict(self.__dict__))
             return (_reconstruct_persistent_obj, (meta,))
 
         cls.__reduce__ = __reduce__
@@ -77,23 +94,35 @@ def _fake_modules():
 
     persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
     persistence.persistent_class = persistent_class
-    torch_utils.persistence = persistence
+    training_stats = types.ModuleType("torch_utils.training_stats")
+    torch_utils.persistence, torch_utils.training_stats = persistence, training_stats
     util.EasyDict = dnnlib.EasyDict = EasyDict
     dnnlib.util = util
-    return {"torch_utils": torch_utils, "torch_utils.persistence": persistence, "dnnlib": dnnlib, "dnnlib.util": util}
+    return {"torch_utils": torch_utils, "torch_utils.persistence": persistence, "torch_utils.training_stats": training_stats,
+            "dnnlib": dnnlib, "dnnlib.util": util}
 
 
-def write_edm_pickle(path, resolution=16, channels=3, label_dim=10, spread=0.3):
-    """Write the pickle; returns (means in [0,1] units (max(label_dim,1), C, H, W), std in [0,1] units)."""
+SOURCES = {"_edm_test_network": SOURCE, "_edm_test_training": LOSS_SOURCE}
+
+
+def _run(name):
+    namespace = types.ModuleType(name)
+    exec(compile(SOURCES[name], f"<{name}>", "exec"), namespace.__dict__)
+    return namespace
+
+
+def write_edm_pickle(path, resolution=16, channels=3, label_dim=10, spread=0.3, training_loss=False, loss_as_ema=False):
+    """Write the pickle; returns (means in [0,1] units (max(label_dim,1), C, H, W), std in [0,1] units).
+    ``loss_as_ema`` stores the training-loss object under ``'ema'`` (a network that cannot load)."""
     modules = _fake_modules()
     saved = {name: sys.modules.get(name) for name in modules}
     sys.modules.update(modules)
     try:
-        namespace = types.ModuleType("_edm_test_source")
-        exec(compile(SOURCE, "<edm test source>", "exec"), namespace.__dict__)
-        net = namespace.GaussianPrecond(resolution, channels, label_dim, spread)
-        payload = {"ema": net, "loss_fn": None, "augment_pipe": None,
-                   "dataset_kwargs": modules["dnnlib.util"].EasyDict(resolution=resolution)}
+        net = _run("_edm_test_network").GaussianPrecond(resolution, channels, label_dim, spread)
+        loss = _run("_edm_test_training").TrainingLoss() if training_loss or loss_as_ema else None
+        easy_dict = modules["dnnlib.util"].EasyDict
+        payload = (easy_dict if loss else dict)(ema=loss if loss_as_ema else net, loss_fn=loss, augment_pipe=None,
+                                                dataset_kwargs=easy_dict(resolution=resolution))
         with open(path, "wb") as stream:
             pickle.dump(payload, stream)
         means = (net.means.detach().double() + 1) / 2

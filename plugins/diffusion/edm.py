@@ -9,7 +9,10 @@ trusted, before a single byte is unpickled. With trust, :class:`NetworkUnpickler
 persistence globals to pagbench's own implementations (a fresh module per embedded source;
 stand-in ``torch_utils`` / ``dnnlib`` modules while that source is executed, unless the real
 packages are importable), storages through ``torch.load(weights_only=True)``, and allows other
-globals only from torch, numpy, collections and a few builtins.
+globals only from torch, numpy, collections and a few builtins. Only the network has to come back:
+an object whose embedded module cannot run here (EDM2 snapshots also hold their training loss,
+whose module imports psutil and training-only ``torch_utils`` parts) unpickles to an
+:class:`UnavailableObject`, and :func:`network_of` refuses an ``'ema'`` that is or holds one.
 
 Units: EDM works on images in [−1, 1] with σ in those units, so for [0,1] images x and σ:
 x₋₁ = 2x − 1, σ₋₁ = 2σ, score₋₁ = (D(x₋₁; σ₋₁) − x₋₁)/σ₋₁², and score₀₁ = 2·score₋₁.
@@ -23,6 +26,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import linecache
 import os
 import pickle
 import sys
@@ -110,20 +114,42 @@ def _imports_for_embedded_code():
 
 
 # ------------------------------------------------------------------------------ reconstruction
-_MODULES: dict[str, types.ModuleType] = {}
+_MODULES: dict[str, types.ModuleType | str] = {}  # source digest -> module, or why its code failed
+
+
+class UnavailableObject:
+    """What a persistent object becomes when its embedded module cannot be executed here."""
+
+    def __init__(self, class_name: str, reason: str):
+        self.class_name, self.reason = class_name, reason
+
+    def __repr__(self):
+        return f"<unavailable {self.class_name}: {self.reason}>"
 
 
 def module_from_source(source: str) -> types.ModuleType:
-    """Execute ``source`` in a fresh module (one per distinct source text). This runs code."""
+    """Execute ``source`` in a fresh module (one per distinct source text). This runs code.
+    Raises ``ImportError`` (also on later calls) when the source cannot be executed."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     if digest not in _MODULES:
         name = f"_pagbench_edm_{digest}"
         module = types.ModuleType(name)
         module.__file__ = f"<network pickle source {digest}>"
         sys.modules[name] = module  # dataclasses and the like look their module up
-        with _imports_for_embedded_code():
-            exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 — trusted by the user
-        _MODULES[digest] = module
+        # inspect.getsource finds the text here: NVlabs' own persistent_class reads it when the real
+        # torch_utils is importable; tracebacks through the embedded code show its lines too
+        linecache.cache[module.__file__] = (len(source), None, source.splitlines(True), module.__file__)
+        try:
+            with _imports_for_embedded_code():
+                exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 — trusted by the user
+        except Exception as error:
+            del sys.modules[name]
+            message = str(error).splitlines()[0] if str(error) else ""
+            _MODULES[digest] = f"its code failed: {type(error).__name__}: {message}"
+        else:
+            _MODULES[digest] = module
+    if isinstance(_MODULES[digest], str):
+        raise ImportError(_MODULES[digest])
     return _MODULES[digest]
 
 
@@ -132,7 +158,10 @@ def reconstruct_persistent_object(meta):
     the embedded source, make an instance without calling ``__init__``, restore its state."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or "module_src" not in meta or "class_name" not in meta:
         raise pickle.UnpicklingError("unsupported persistent object record in the network pickle")
-    module = module_from_source(meta["module_src"])
+    try:
+        module = module_from_source(meta["module_src"])
+    except ImportError as error:
+        return UnavailableObject(str(meta["class_name"]), str(error))
     cls = module
     for part in meta["class_name"].split("."):
         cls = getattr(cls, part)
@@ -229,10 +258,25 @@ def load_network_pickle(location: str, trust: bool):
         raise PagbenchError(f"{where}: reconstructing the network failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
 
 
+def _unavailable_part(network):
+    """The first (path, placeholder) among ``network`` and its submodules, else None."""
+    pending = [("ema", network)]
+    while pending:
+        path, part = pending.pop()
+        if isinstance(part, UnavailableObject):
+            return path, part
+        pending += [(f"{path}.{name}", child) for name, child in (getattr(part, "_modules", None) or {}).items()]
+    return None
+
+
 def network_of(contents, where: str):
     import torch
 
     network = contents.get("ema") if isinstance(contents, dict) else None
+    unavailable = _unavailable_part(network)
+    if unavailable:
+        path, part = unavailable
+        raise PagbenchError(f"{where}: {path} ({part.class_name}) cannot be reconstructed here: {part.reason}")
     if not isinstance(network, torch.nn.Module):
         raise PagbenchError(f"{where} has no 'ema' network (keys: {', '.join(map(str, contents)) if isinstance(contents, dict) else type(contents).__name__})")
     for attribute in ("img_resolution", "img_channels"):
