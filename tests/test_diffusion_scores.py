@@ -40,6 +40,44 @@ def test_edm_pickle_scores_match_the_exact_gaussian_score_in_pixel_units(tmp_pat
     assert "torch_utils" not in sys.modules  # stand-ins are removed after the embedded code ran
 
 
+def test_objects_whose_code_cannot_run_here_do_not_stop_the_network_from_loading(tmp_path, synthetic):
+    # EDM2 snapshots hold their training loss, whose module imports training-only torch_utils parts
+    path = tmp_path / "edm2-like.pkl"
+    means, std = write_edm_pickle(path, label_dim=10, training_loss=True)
+    scores = provider(synthetic, path=str(path), trust_pickle="1")
+    batch = synthetic.split("test").batch(list(range(4)))
+    got = scores.scores(batch.images, batch.labels, 0.05, "conditional")
+    assert torch.allclose(got, exact_score(batch.images, batch.labels, means, std, 0.05), rtol=1e-4, atol=1e-3)
+    broken = tmp_path / "broken.pkl"
+    write_edm_pickle(broken, loss_as_ema=True)
+    with pytest.raises(PagbenchError, match=r"ema \(TrainingLoss\) cannot be reconstructed here: .*training_stats"):
+        provider(synthetic, path=str(broken), trust_pickle="1")
+
+
+def test_an_installed_torch_utils_can_read_the_embedded_source(tmp_path, synthetic, monkeypatch):
+    # with NVlabs' packages importable their persistent_class runs, and it reads its module's source
+    import sys
+
+    from pagbench_plugins.diffusion import edm
+
+    path = tmp_path / "edm.pkl"
+    write_edm_pickle(path, label_dim=0)
+    package = tmp_path / "site" / "torch_utils"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "persistence.py").write_text("import inspect, sys\n\n\ndef persistent_class(cls):\n"
+                                            "    cls.module_source = inspect.getsource(sys.modules[cls.__module__])\n"
+                                            "    return cls\n")
+    monkeypatch.setattr(edm, "_MODULES", {})  # execute the source again, now with this torch_utils
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    try:
+        scores = provider(synthetic, path=str(path), trust_pickle="1")
+        assert "class GaussianPrecond(torch.nn.Module):" in scores.network.module_source
+    finally:
+        for name in ("torch_utils", "torch_utils.persistence"):
+            sys.modules.pop(name, None)
+
+
 def test_a_pickle_is_refused_without_trust_before_anything_is_unpickled(tmp_path, synthetic):
     marker = tmp_path / "ran"
 
@@ -120,15 +158,68 @@ def test_epsilon_score_of_a_vp_model_is_the_ve_score_at_the_closest_sigma():
     assert torch.allclose(score, -(images.double() - mean) / (std**2 + sigma01**2), rtol=1e-5, atol=1e-4)
 
 
-def test_diffusers_provider_needs_its_extra(synthetic):
-    try:
-        import diffusers  # noqa: F401
-
-        pytest.skip("diffusers is installed")
-    except ImportError:
-        pass
+def test_diffusers_provider_needs_its_extra(synthetic, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "diffusers", None)  # as if not installed, even where it is
     with pytest.raises(PagbenchError, match=r"pip install 'pagbench\[diffusers\]'"):
         score_providers().get("diffusers").factory(synthetic, {"path": "x"})
+
+
+def tiny_unet(diffusers, seed, channels=3, classes=None):
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DModel(sample_size=16, in_channels=channels, out_channels=channels, block_out_channels=(16, 32),
+                                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8, num_class_embeds=classes)
+    with torch.no_grad():  # the output convolution starts at zero: make ε̂ non-trivial
+        for parameter in unet.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return unet.eval()
+
+
+@pytest.mark.parametrize("classes", [None, 10])
+def test_a_saved_diffusers_pipeline_gives_minus_epsilon_over_sigma_in_pixel_units(tmp_path, synthetic, classes):
+    diffusers = pytest.importorskip("diffusers")
+    unet = tiny_unet(diffusers, 0, classes=classes)
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2" if classes else "linear")
+    diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "pipe")
+    scores = score_providers().get("diffusers").factory(synthetic, {"path": str(tmp_path / "pipe")})
+    assert (scores.has_conditional, scores.has_unconditional) == (bool(classes), not classes)
+    batch = synthetic.split("test").batch(list(range(4)))
+    labels = batch.labels if classes else None
+    alphas = scheduler.alphas_cumprod.double()
+    sigmas = ((1 - alphas) / alphas).sqrt()
+    for sigma in (0.02, 0.3):
+        step = int(torch.argmin((sigmas - 2 * sigma).abs()))  # σ₋₁ = 2σ
+        x_t = scheduler.add_noise(2 * batch.images - 1, torch.zeros_like(batch.images), torch.full((4,), step))
+        with torch.no_grad():
+            epsilon = unet(x_t, torch.full((4,), step), class_labels=labels).sample.double()
+        got = scores.scores(batch.images, batch.labels, sigma, "conditional" if classes else "unconditional")
+        assert torch.allclose(got, 2 * -epsilon / sigmas[step], rtol=1e-4, atol=1e-4)
+
+    # cached scores follow the weights, not the path
+    (tmp_path / "copy").mkdir()
+    tiny_unet(diffusers, 0, classes=classes).save_pretrained(tmp_path / "copy")
+    scheduler.save_pretrained(tmp_path / "copy")
+    same = score_providers().get("diffusers").factory(synthetic, {"path": str(tmp_path / "copy")})
+    assert same.fingerprint == scores.fingerprint
+    tiny_unet(diffusers, 1, classes=classes).save_pretrained(tmp_path / "copy")
+    assert score_providers().get("diffusers").factory(synthetic, {"path": str(tmp_path / "copy")}).fingerprint != scores.fingerprint
+
+
+def test_diffusers_end_to_end_and_bad_input(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000)
+    diffusers.DDPMPipeline(unet=tiny_unet(diffusers, 0), scheduler=scheduler).save_pretrained(tmp_path / "pipe")
+    out = tmp_path / "r.json"
+    ok = run_cli("--score-provider", "diffusers", "--provider-option", f"path={tmp_path / 'pipe'}", "--gradient", "logsumexp",
+                 "--metric", "score_cosine", "--output", str(out))
+    assert ok.exit_code == 0, ok.output
+    diffusers.DDPMPipeline(unet=tiny_unet(diffusers, 0, channels=1), scheduler=scheduler).save_pretrained(tmp_path / "grey")
+    one_line_error(run_cli("--score-provider", "diffusers", "--provider-option", f"path={tmp_path / 'grey'}", "--gradient", "logsumexp"),
+                   "works on 1x16x16 images")
+    diffusers.DDPMPipeline(unet=tiny_unet(diffusers, 0, classes=7), scheduler=scheduler).save_pretrained(tmp_path / "seven")
+    one_line_error(run_cli("--score-provider", "diffusers", "--provider-option", f"path={tmp_path / 'seven'}", "--gradient", "logit"),
+                   "the UNet has 7 classes, the dataset 10")
+    one_line_error(run_cli("--score-provider", "diffusers", "--provider-option", f"path={tmp_path / 'none'}"), "not found")
 
 
 def test_imagenet_is_scored_at_64_pixels_and_the_gradient_resized_alike(tmp_path, register_plugin):

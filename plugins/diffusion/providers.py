@@ -4,12 +4,14 @@ score₀₁ = 2·score₋₁, with x and σ in [0,1] pixel units."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 import torch
 
 from pagbench.errors import PagbenchError
-from pagbench.scores import NetworkScoreProvider
+from pagbench.scores import NetworkScoreProvider, score_image_shape
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -90,11 +92,25 @@ def epsilon_score(predict_epsilon, alphas_cumprod, images, labels, sigma):
     return 2 * (-epsilon / float(sigmas[step])), step
 
 
+def _digest(unet, scheduler) -> str:
+    """Content hash of a loaded UNet (config and weights) and its noise schedule, so that cached
+    scores follow the model rather than the path or hub id it was loaded from."""
+    config = {key: value for key, value in unet.config.items() if not key.startswith("_")}  # not _name_or_path
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    digest.update(scheduler.alphas_cumprod.double().numpy().tobytes())
+    for name, tensor in unet.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 class DiffusersScores(NetworkScoreProvider):
     """score = −ε̂/σ_t of a diffusers ε-prediction UNet at the timestep whose σ_t is closest to
     σ₋₁ (see :func:`epsilon_score`). Options: ``path`` (a local pipeline or model directory, or
-    a hub id when online), ``subfolder`` (default ``unet`` when present), ``device``.
-    Needs the optional extra: ``pip install 'pagbench[diffusers]'``."""
+    a hub id when online), ``subfolder`` (default ``unet`` when present; for a hub id in the
+    pipeline layout pass ``subfolder=unet``, the scheduler is then read from ``scheduler/``),
+    ``device``. The fingerprint hashes the weights and schedule, so cached scores follow the
+    model. Needs the optional extra: ``pip install 'pagbench[diffusers]'``."""
 
     name = "diffusers"
     default_sigma = 0.05
@@ -109,11 +125,22 @@ class DiffusersScores(NetworkScoreProvider):
         location = options.get("path")
         if not location:
             raise MetricUnavailable("the diffusers score provider needs --provider-option path=DIR_OR_HUB_ID")
+        location = os.path.expanduser(location)
+        if not os.path.isdir(location) and (os.path.exists(location) or os.path.isabs(location) or location.startswith(".")):
+            problem = "is not a directory" if os.path.exists(location) else "not found"
+            raise PagbenchError(f"diffusers model directory {location} {problem} (path= takes a pipeline or model directory, or a hub id)")
         offline = os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
-        unet_folder = options.get("subfolder", "unet" if os.path.isdir(os.path.join(location, "unet")) else None)
-        scheduler_folder = "scheduler" if os.path.isdir(os.path.join(location, "scheduler")) else None
+        if os.path.isdir(location):
+            unet_folder = options.get("subfolder", "unet" if os.path.isdir(os.path.join(location, "unet")) else None)
+            scheduler_folder = "scheduler" if os.path.isdir(os.path.join(location, "scheduler")) else None
+        else:  # a hub id: model files at the top, or the pipeline layout (unet/, scheduler/) with subfolder=unet
+            unet_folder = options.get("subfolder")
+            scheduler_folder = "scheduler" if unet_folder == "unet" else None
         try:
-            self.unet = diffusers.UNet2DModel.from_pretrained(location, subfolder=unet_folder, local_files_only=offline)
+            # float32 whatever the stored dtype; low_cpu_mem_usage only where accelerate is there (else diffusers warns)
+            self.unet = diffusers.UNet2DModel.from_pretrained(location, subfolder=unet_folder, local_files_only=offline,
+                                                              torch_dtype=torch.float32,
+                                                              low_cpu_mem_usage=diffusers.utils.is_accelerate_available())
             scheduler = diffusers.DDPMScheduler.from_pretrained(location, subfolder=scheduler_folder, local_files_only=offline)
         except Exception as error:
             raise PagbenchError(f"cannot load a diffusers UNet2DModel and DDPMScheduler from {location}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
@@ -124,14 +151,21 @@ class DiffusersScores(NetworkScoreProvider):
         self.unet = self.unet.to(self.device).eval().requires_grad_(False)
         self.alphas_cumprod = scheduler.alphas_cumprod
         config = self.unet.config
-        size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
-        self.image_shape = (int(config.in_channels), int(size), int(size))
+        size = config.sample_size
+        if size is None:  # no fixed size recorded: the UNet is convolutional, take the dataset's
+            size = score_image_shape(dataset)[1:]
+        height, width = (size, size) if isinstance(size, int) else size
+        self.image_shape = (int(config.in_channels), int(height), int(width))
         self.check_dataset(dataset)
         classes = getattr(config, "num_class_embeds", None)
         self.has_conditional = classes == dataset.num_classes
         self.has_unconditional = not classes
-        self.unavailable_hint = "this UNet is unconditional" if not classes else "this UNet is class-conditional"
-        self._fingerprint = f"diffusers:{location}"
+        self.unavailable_hint = (
+            "this UNet is unconditional" if not classes else
+            f"the UNet has {classes} classes, the dataset {dataset.num_classes}" if not self.has_conditional else
+            "this UNet is class-conditional"
+        )
+        self._fingerprint = "diffusers:" + _digest(self.unet, scheduler)
 
     @property
     def fingerprint(self) -> str:
