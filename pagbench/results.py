@@ -46,6 +46,7 @@ def build_result(setup, metrics, curves, settings, degenerate, timing, messages)
             "score_requested": options.score,
             "score_provider": setup.score_provider_name,
             "sigma": setup.sigma,
+            "sigma_used": setup.score_provider.effective_sigma(setup.sigma) if setup.score_provider is not None else None,
             "sigma_units": "[0,1] pixel units",
             "manifold_provider": setup.manifold_provider_name,
             "device": str(setup.device),

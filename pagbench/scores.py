@@ -44,6 +44,11 @@ class ScoreProvider:
         """Identifies the provider's weights and settings in cache keys."""
         return self.name
 
+    def effective_sigma(self, sigma: float) -> float:
+        """The σ (pixel units) the scores for a requested ``sigma`` are really taken at, e.g. the
+        closest noise level of a discrete schedule. Results record it as ``sigma_used``."""
+        return sigma
+
     def check(self, sigma: float, kind: str) -> None:
         """Raise :class:`pagbench.errors.PagbenchError` before any compute when scores of ``kind``
         at ``sigma`` cannot be provided (e.g. σ ≤ 0 for a learned score). Default: accept."""

@@ -1,5 +1,6 @@
 """EDM network pickles (own unpickler, trust flag, unit conversion) and the diffusers ε-score."""
 
+import json
 import pickle
 
 import pytest
@@ -213,6 +214,12 @@ def test_diffusers_end_to_end_and_bad_input(tmp_path):
     ok = run_cli("--score-provider", "diffusers", "--provider-option", f"path={tmp_path / 'pipe'}", "--gradient", "logsumexp",
                  "--metric", "score_cosine", "--output", str(out))
     assert ok.exit_code == 0, ok.output
+    # the result records the requested σ and the σ_t/2 of the timestep really used
+    config = json.loads(out.read_text())["config"]
+    alphas = scheduler.alphas_cumprod.double()
+    sigmas = ((1 - alphas) / alphas).sqrt()
+    assert config["sigma"] == 0.05 and config["sigma_used"] == pytest.approx(float(sigmas[(sigmas - 0.1).abs().argmin()]) / 2)
+    assert config["sigma_used"] != config["sigma"]
     diffusers.DDPMPipeline(unet=tiny_unet(diffusers, 0, channels=1), scheduler=scheduler).save_pretrained(tmp_path / "grey")
     one_line_error(run_cli("--score-provider", "diffusers", "--provider-option", f"path={tmp_path / 'grey'}", "--gradient", "logsumexp"),
                    "works on 1x16x16 images")

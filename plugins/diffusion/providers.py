@@ -79,17 +79,23 @@ class EdmScores(NetworkScoreProvider):
         return 2 * score_m1
 
 
+def closest_step(alphas_cumprod, sigma: float) -> tuple[int, float]:
+    """The timestep whose σ_t = √((1−ᾱ_t)/ᾱ_t) is closest to σ₋₁ = 2σ, and that σ_t ([−1,1] units)."""
+    alphas = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    sigmas = ((1 - alphas) / alphas).sqrt()
+    step = int(torch.argmin((sigmas - 2 * sigma).abs()))
+    return step, float(sigmas[step])
+
+
 def epsilon_score(predict_epsilon, alphas_cumprod, images, labels, sigma):
     """score₀₁ from an ε-prediction VP model: pick t with σ_t = √((1−ᾱ_t)/ᾱ_t) closest to σ₋₁ = 2σ,
     feed √ᾱ_t·x₋₁, and return 2·(−ε̂/σ_t). (For x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε, x_t/√ᾱ_t is x₀ plus
     Gaussian noise of std σ_t, and ∇ log p = −ε̂/σ_t there.) Also returns the timestep used."""
-    alphas = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-    sigmas = ((1 - alphas) / alphas).sqrt()
-    step = int(torch.argmin((sigmas - 2 * sigma).abs()))
+    step, sigma_t = closest_step(alphas_cumprod, sigma)
     x = 2 * images - 1
-    scale = float(alphas[step].sqrt())
+    scale = float(torch.as_tensor(alphas_cumprod, dtype=torch.float64)[step].sqrt())
     epsilon = predict_epsilon(scale * x, step, labels).double()
-    return 2 * (-epsilon / float(sigmas[step])), step
+    return 2 * (-epsilon / sigma_t), step
 
 
 def _digest(unet, scheduler) -> str:
@@ -170,6 +176,10 @@ class DiffusersScores(NetworkScoreProvider):
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    def effective_sigma(self, sigma: float) -> float:
+        """σ_t/2 of the timestep used (pixel units), not the requested σ."""
+        return closest_step(self.alphas_cumprod, sigma)[1] / 2
 
     def network_score(self, images, labels, sigma):
         def predict(x, step, class_labels):
