@@ -126,3 +126,15 @@ def test_a_briefly_trained_autoencoder_tangent_space_beats_chance(synthetic):
     assert torch.allclose(basis @ basis.transpose(1, 2), torch.eye(k, dtype=basis.dtype).expand(8, k, k), atol=1e-4)
     exact = synthetic.distribution.tangent_basis(8)
     assert principal_cos2(basis, exact).mean() > 3 * k / 768  # chance is k/D
+
+
+def test_upsample2x_is_nearest_upsampling_forwards_and_backwards():
+    from pagbench_plugins.learned.networks import Upsample2x
+
+    x = torch.randn(3, 4, 5, 6, requires_grad=True)
+    reference = torch.nn.Upsample(scale_factor=2, mode="nearest")
+    assert torch.equal(Upsample2x()(x), reference(x))
+    weights = torch.randn(3, 4, 10, 12)
+    (ours,) = torch.autograd.grad((Upsample2x()(x) * weights).sum(), x)
+    (theirs,) = torch.autograd.grad((reference(x) * weights).sum(), x)
+    assert torch.allclose(ours, theirs, atol=1e-6)

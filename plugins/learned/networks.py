@@ -111,6 +111,16 @@ class Denoiser(nn.Module):
         return -centered / total + c_out * self.network(c_in * centered, sigma, labels) / sigma.view(-1, 1, 1, 1) ** 2
 
 
+class Upsample2x(nn.Module):
+    """Nearest-neighbour 2× upsampling (B, C, H, W) → (B, C, 2H, 2W) by a broadcast and one copy;
+    equal to ``nn.Upsample(scale_factor=2, mode="nearest")`` but ~3× faster on CPU, where the
+    upsampling kernel cost as much as the convolution after it."""
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        return x[:, :, :, None, :, None].expand(batch, channels, height, 2, width, 2).reshape(batch, channels, 2 * height, 2 * width)
+
+
 class Autoencoder(nn.Module):
     """A convolutional VAE: ``encode(x)`` → (mean, log-variance) of the latent (B, k);
     ``decode(z)`` → images (B, C, H, W) in [0,1] units. The tangent space at x is the column
@@ -135,8 +145,8 @@ class Autoencoder(nn.Module):
         self.project = nn.Linear(latent_dim, flat)
         self.decoder = nn.Sequential(
             nn.SiLU(),
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(4 * width, 2 * width, 3, padding=1), nn.SiLU(),
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(2 * width, width, 3, padding=1), nn.SiLU(),
+            Upsample2x(), nn.Conv2d(4 * width, 2 * width, 3, padding=1), nn.SiLU(),
+            Upsample2x(), nn.Conv2d(2 * width, width, 3, padding=1), nn.SiLU(),
             nn.Conv2d(width, channels, 3, padding=1),
         )
 
