@@ -19,28 +19,22 @@ def _cifar10(data_root):
     return build_dataset(data_root)
 
 
-def _digits(data_root):
-    from .distractor import build_digits_dataset
+def _distractor_factory(source: str, distractor: str):
+    def factory(data_root):
+        from .distractor import build_digits_dataset, build_mnist_dataset
 
-    return build_digits_dataset(data_root)
+        build = build_digits_dataset if source == "digits" else build_mnist_dataset
+        return build(data_root, distractor=distractor)
 
-
-def _digits_varied(data_root):
-    from .distractor import build_digits_dataset
-
-    return build_digits_dataset(data_root, distractor="varied")
+    return factory
 
 
-def _mnist(data_root):
-    from .distractor import build_mnist_dataset
-
-    return build_mnist_dataset(data_root)
-
-
-def _mnist_varied(data_root):
-    from .distractor import build_mnist_dataset
-
-    return build_mnist_dataset(data_root, distractor="varied")
+#: (source, base name, what fills the signal half, source URL, licence) of the distractor sets
+_DISTRACTOR_SOURCES = (
+    ("digits", "digits-distractor", "scikit-learn digits (upsampled)",
+     "sklearn.datasets.load_digits (UCI optical digits)", "CC BY 4.0"),
+    ("mnist", "mnist-distractor", "MNIST digit", "http://yann.lecun.com/exdb/mnist/", "CC BY-SA 3.0"),
+)
 
 
 def _imagenet64(data_root):
@@ -63,34 +57,18 @@ def register_datasets(register):
         source="https://www.cs.toronto.edu/~kriz/cifar.html", licence="unspecified (research use)",
         default_score_provider="edm", default_manifold_provider="autoencoder",
     ))
-    register(DatasetEntry(
-        name="digits-distractor", factory=_digits, num_classes=10, image_shape=(1, 56, 28),
-        description="scikit-learn digits (upsampled) in one half, a fixed letter A in the other (the paper's construction); offline",
-        source="sklearn.datasets.load_digits (UCI optical digits)", licence="CC BY 4.0",
-        default_score_provider="denoiser", default_manifold_provider="autoencoder",
-        version=DISTRACTOR_VERSION,
-    ))
-    register(DatasetEntry(
-        name="digits-distractor-varied", factory=_digits_varied, num_classes=10, image_shape=(1, 56, 28),
-        description="digits-distractor with a random letter, size, place and ink per image (ablation); offline",
-        source="sklearn.datasets.load_digits (UCI optical digits)", licence="CC BY 4.0",
-        default_score_provider="denoiser", default_manifold_provider="autoencoder",
-        version=DISTRACTOR_VERSION,
-    ))
-    register(DatasetEntry(
-        name="mnist-distractor", factory=_mnist, num_classes=10, image_shape=(1, 56, 28),
-        description="MNIST digit in one half, a fixed letter A in the other (the paper's set)",
-        source="http://yann.lecun.com/exdb/mnist/", licence="CC BY-SA 3.0",
-        default_score_provider="denoiser", default_manifold_provider="autoencoder",
-        version=DISTRACTOR_VERSION,
-    ))
-    register(DatasetEntry(
-        name="mnist-distractor-varied", factory=_mnist_varied, num_classes=10, image_shape=(1, 56, 28),
-        description="mnist-distractor with a random letter, size, place and ink per image (ablation)",
-        source="http://yann.lecun.com/exdb/mnist/", licence="CC BY-SA 3.0",
-        default_score_provider="denoiser", default_manifold_provider="autoencoder",
-        version=DISTRACTOR_VERSION,
-    ))
+    for source, base, digits, url, licence in _DISTRACTOR_SOURCES:
+        offline = "; offline" if source == "digits" else ""
+        for distractor, name, description in (
+            ("fixed", base, f"{digits} in one half, a fixed letter A in the other (the paper's construction){offline}"),
+            ("varied", f"{base}-varied", f"{base} with a random letter, size, place and ink per image (ablation){offline}"),
+        ):
+            register(DatasetEntry(
+                name=name, factory=_distractor_factory(source, distractor), num_classes=10, image_shape=(1, 56, 28),
+                description=description, source=url, licence=licence,
+                default_score_provider="denoiser", default_manifold_provider="autoencoder",
+                version=DISTRACTOR_VERSION,
+            ))
     register(DatasetEntry(
         name="imagenet64", factory=_imagenet64, num_classes=1000, image_shape=(3, 64, 64),
         description="Downsampled ImageNet 64x64 (npz batches; needs --data-root)",
