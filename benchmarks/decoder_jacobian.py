@@ -44,7 +44,7 @@ def main() -> None:
     assert torch.equal(decoder.decode(latents), kernel.decode(latents))
 
     def forward_mode():
-        return decoder_tangent_basis(decoder.decode, latents, chunk=args.batch)
+        return decoder_tangent_basis(decoder.decode, latents)  # its default chunking
 
     def naive(network, per_image):
         jacobian = naive_per_image_decoder_jacobian if per_image else naive_decoder_jacobian

@@ -19,12 +19,14 @@ from torch.func import jacfwd, jvp, vjp, vmap
 from pagbench.manifold import orthonormalize
 
 
-def decoder_jacobian(decode, latents: torch.Tensor, tangent_chunk: int = 16) -> torch.Tensor:
+def decoder_jacobian(decode, latents: torch.Tensor, tangent_chunk: int | None = None) -> torch.Tensor:
     """∂decode/∂z at each latent: (B, D, k), by forward mode — one JVP per latent direction e_j,
     all images at once (``decode`` treats images independently: no batch statistics), the k
     directions vectorised with ``vmap`` in chunks of ``tangent_chunk`` (this is ``jacfwd``
-    without re-running the primal per image; chunks keep activations in cache)."""
+    without re-running the primal per image). The default chunk keeps B·chunk ≈ 64 images' worth
+    of activations per pass, which measured fastest on CPU (16 directions at B = 4, 8 at B = 8)."""
     batch, k = latents.shape
+    tangent_chunk = tangent_chunk or max(1, 64 // batch)
     directions = torch.eye(k, dtype=latents.dtype, device=latents.device).unsqueeze(1).expand(k, batch, k)
     columns = vmap(lambda tangent: jvp(decode, (latents,), (tangent,))[1], chunk_size=tangent_chunk)(directions)
     return columns.reshape(k, batch, -1).permute(1, 2, 0)
@@ -40,8 +42,9 @@ def per_image_decoder_jacobian(decode, latents: torch.Tensor) -> torch.Tensor:
     return vmap(jacfwd(single))(latents)
 
 
-def decoder_tangent_basis(decode, latents: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    """Orthonormal rows spanning the decoder Jacobian's columns: (B, k, D)."""
+def decoder_tangent_basis(decode, latents: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    """Orthonormal rows spanning the decoder Jacobian's columns: (B, k, D), ``chunk`` images at a
+    time (on CPU, 8 images per pass cost 25% more per image than 1–4, measured at latent 128)."""
     parts = [orthonormalize(decoder_jacobian(decode, latents[s : s + chunk]).transpose(1, 2)) for s in range(0, latents.shape[0], chunk)]
     return torch.cat(parts)
 
