@@ -7,8 +7,9 @@ mask is the digit's half. Two distractor kinds:
 
 - ``fixed`` (the paper's set; ``digits-distractor``, ``mnist-distractor``): the same letter "A"
   at the same size and place in every image, as in the reference's "simple word distractor"
-  MNIST. The distractor half then has no variation at all, so any noise there is off-manifold,
-  and a model that is not off-manifold robust reacts to it about as much as to noise on the digit.
+  MNIST. The distractor half then has no variation at all, so any noise there is off-manifold;
+  the paper expects a model that is not off-manifold robust to react to it about as much as to
+  noise on the digit (how far that holds here: README, "Real datasets").
 - ``varied`` (``*-distractor-varied``, an ablation): a random letter at a random size, position
   and ink per image. The distractor then varies along directions the label does not depend on,
   so even standard training teaches invariance to that half.
