@@ -5,7 +5,7 @@ noise-trained and PGD-trained, over a grid of noise levels.
 
     python benchmarks/digits_distractor.py --output benchmarks/figures/digits_distractor.png
 
-trains the ten zoo models on first use (1 thread: standard ~2.5 min, noise ~2 min, PGD with 3
+trains the fourteen zoo models on first use (1 thread: standard ~2.5 min, noise ~2 min, PGD with 3
 steps of 2ε/3 ~7 min each), or train them first with
 ``pagbench train --dataset digits-distractor --regime pgd --strength 1`` etc. For each model and
 noise level σ it reports the mean softmax-L1 change under Gaussian noise of std σ on the signal
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 DATASETS = ("digits-distractor", "digits-distractor-varied")
-MODELS = ("standard-0", "standard-0-s1", "noise-0.5", "noise-0.5-s1", "pgd-1")
+MODELS = ("standard-0", "standard-0-s1", "standard-0-s2", "noise-0.5", "noise-0.5-s1", "pgd-1", "pgd-1-s1")
 
 
 def main() -> None:
@@ -46,6 +46,7 @@ def main() -> None:
     datasets = args.datasets.split(",")
     figure, axes = plt.subplots(len(datasets), 2, figsize=(11, 4 * len(datasets)), squeeze=False)
     print(f"noise levels: {', '.join(f'{v:.3g}' for v in levels)}")
+    colours: dict[str, str] = {}  # one colour per regime; seeds other than 0 paler
     for (left, right), dataset in zip(axes, datasets):
         print(dataset)
         for label in args.models.split(","):
@@ -56,9 +57,11 @@ def main() -> None:
             ratios = [s / d if d > 0 else float("nan") for s, d in zip(signal, distractor)]
             print(f"  {label:12s} accuracy {result['metrics']['accuracy']['value']:.3f}  ratio "
                   + " ".join(f"{r:6.2f}" for r in ratios))
-            left.plot(levels, ratios, marker="o", label=label)
-            line = right.plot(levels, signal, marker="o", label=f"{label}: signal")[0]
-            right.plot(levels, distractor, marker="x", linestyle="--", color=line.get_color(), label=f"{label}: distractor")
+            regime, seed = label.split("-")[0], (label.split("-s")[1] if "-s" in label else "0")
+            style = dict(color=colours.setdefault(regime, f"C{len(colours)}"), alpha=1.0 if seed == "0" else 0.6)
+            left.plot(levels, ratios, marker="o", label=label, **style)
+            right.plot(levels, signal, marker="o", label=f"{label}: signal", **style)
+            right.plot(levels, distractor, marker="x", linestyle="--", label=f"{label}: distractor", **style)
         left.axhline(1.0, color="grey", linewidth=0.8)
         for axis in (left, right):
             axis.set_xscale("log")
@@ -68,8 +71,8 @@ def main() -> None:
         left.set_title(dataset)
         right.set_ylabel("mean ‖Δ softmax‖₁")
         right.set_title(f"{dataset}: sensitivities")
-        left.legend()
-        right.legend(fontsize=7)
+        left.legend(fontsize=8)
+        right.legend(fontsize=6, ncol=2)
     figure.suptitle(f"ResNet18 width 8, {args.num_images} test images")
     figure.tight_layout()
     write_atomic(args.output, lambda handle: figure.savefig(handle, format="png", dpi=110))
