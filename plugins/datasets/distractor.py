@@ -25,6 +25,7 @@ import torch.nn.functional as functional
 
 from pagbench.data import Dataset
 
+from . import DISTRACTOR_VERSION
 from .splits import Uint8Split
 
 # A 5×7 bitmap font of the capital letters ('#' = ink).
@@ -58,7 +59,7 @@ FONT = {
 }
 LETTERS = tuple(FONT)
 HALF = 28  # each half is 28×28
-CONSTRUCTION_VERSION = 3  # keep equal to DISTRACTOR_VERSION in __init__.py (a test checks)
+CONSTRUCTION_VERSION = int(DISTRACTOR_VERSION)  # one source: the dataset entries' version
 DISTRACTORS = ("fixed", "varied")
 #: The fixed distractor: letter, height, width, top row and left column inside its 28×28 half.
 FIXED_LETTER = ("A", 18, 14, 4, 7)

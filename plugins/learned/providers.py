@@ -15,6 +15,14 @@ def _device(options) -> str:
     return str(options.get("device", "cpu"))
 
 
+def _fitted(kind: str, dataset, options, device: str, **match):
+    """(store directory, model, record) of the fitted ``kind`` for ``dataset``: the directory named
+    by the ``<kind>=DIR`` provider option, else the newest one matching ``match``."""
+    directory = store.find(kind, dataset.name, options.get(kind), **match)
+    model, record = store.load(directory, device)
+    return directory, model, record
+
+
 class DenoiserScores(NetworkScoreProvider):
     """Score = (D(x, σ, y) − x)/σ² from a denoiser trained by denoising score matching in [0,1]
     pixel units (no conversion needed). Conditional (label y) and unconditional (label dropped).
@@ -25,9 +33,8 @@ class DenoiserScores(NetworkScoreProvider):
     default_sigma = 0.05
 
     def __init__(self, dataset, options):
-        directory = store.find("denoiser", dataset.name, options.get("denoiser"))
         self.configure(options)
-        self.model, self.record = store.load(directory, self.device)
+        _, self.model, self.record = _fitted("denoiser", dataset, options, self.device)
         network = self.record["network"]
         self.image_shape = tuple(self.record["image_shape"])
         self.check_dataset(dataset)
@@ -50,9 +57,8 @@ class AutoencoderManifold(ManifoldProvider):
 
     def __init__(self, dataset, options):
         match = {"latent_dim": int(options["latent_dim"])} if "latent_dim" in options else {}
-        directory = store.find("autoencoder", dataset.name, options.get("autoencoder"), **match)
         self.device = _device(options)
-        self.model, self.record = store.load(directory, self.device)
+        directory, self.model, self.record = _fitted("autoencoder", dataset, options, self.device, **match)
         shape = tuple(self.record["network"]["image_shape"])
         if shape != tuple(dataset.image_shape):
             raise PagbenchError(f"autoencoder {directory.name} works on {'x'.join(map(str, shape))} images, "
@@ -78,9 +84,8 @@ class DenoiserManifold(ManifoldProvider):
     name = "denoiser"
 
     def __init__(self, dataset, options):
-        directory = store.find("denoiser", dataset.name, options.get("denoiser"))
         self.device = _device(options)
-        self.model, self.record = store.load(directory, self.device)
+        directory, self.model, self.record = _fitted("denoiser", dataset, options, self.device)
         try:
             self.k = int(options.get("k", 32))
             self.sigma = float(options.get("manifold_sigma", 0.1))
