@@ -1,7 +1,9 @@
 """pagbench: which image classifiers have perceptually-aligned gradients, and why.
 
-Python entry points mirror the CLI: ``pagbench.evaluate(model="bayes")`` returns the result
-document that ``pagbench evaluate --model bayes`` writes. Heavy libraries load lazily.
+Python entry points mirror the CLI: ``pagbench.evaluate("bayes")`` returns the result document
+that ``pagbench evaluate --model bayes`` writes; ``pagbench.evaluate(my_module)`` evaluates a
+``torch.nn.Module`` directly, and ``pagbench.register_model(...)`` registers a model in-process.
+Heavy libraries load lazily.
 """
 
 __version__ = "0.1.0"
@@ -18,21 +20,35 @@ from .entries import (  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 
 
-def evaluate(model: str, **options):
-    """Evaluate ``model``; keyword arguments are :class:`pagbench.options.EvaluationOptions` fields
-    plus ``cache``, ``progress`` (default False here) and ``per_image``. Returns the result dict."""
-    from .options import EvaluationOptions
-    from .runner import evaluate as run
+def evaluate(model, **options):
+    """Evaluate a registered model name, a ``torch.nn.Module`` or a list of them; see
+    :func:`pagbench.api.evaluate`. Returns the result document (a list for a list)."""
+    from .api import evaluate as run
 
-    extra = {key: options.pop(key) for key in ("cache", "progress", "per_image") if key in options}
-    extra.setdefault("progress", False)
-    return run(EvaluationOptions(model=model, **options), **extra)
+    return run(model, **options)
+
+
+def register_model(model, factory=None, **kwargs) -> str:
+    """Register a model for this process (a ModelEntry/ModelFamily, or a name with a factory
+    or a module); see :func:`pagbench.api.register_model`. Returns the plugin name."""
+    from .api import register_model as register
+
+    return register(model, factory, **kwargs)
+
+
+def unregister_model(plugin_name: str) -> None:
+    """Undo :func:`register_model`."""
+    from .api import unregister_model as unregister
+
+    unregister(plugin_name)
 
 
 __all__ = [
     "__version__",
     "evaluate",
     "hookimpl",
+    "register_model",
+    "unregister_model",
     "DatasetEntry",
     "ManifoldProviderEntry",
     "ModelCard",

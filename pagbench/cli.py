@@ -310,19 +310,17 @@ def _options_from(kwargs: dict, model: str):
 
 def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, output_dir: str, per_image: bool) -> list[dict]:
     """Evaluate each model with a shared geometry cache and write one result file per model."""
-    from .cache import GeometryCache
     from .results import check_writable, default_result_path, write_result
-    from .runner import evaluate
+    from .runner import evaluate_many
 
     if output and len(models) > 1:
         raise PagbenchError("--output names one file; use --output-dir with several --model")
     all_options = [_options_from(kwargs, model) for model in models]
     if output:
         check_writable(output)
-    cache = GeometryCache()
     results = []
-    for options in all_options:
-        result = evaluate(options, cache=cache, progress=not kwargs["no_progress"], per_image=per_image)
+    # every model is loaded before the first evaluation; the dataset, providers and geometry are shared
+    for result in evaluate_many(all_options, progress=not kwargs["no_progress"], per_image=per_image):
         path = output or default_result_path(result, output_dir)
         written = write_result(result, path)
         click.echo(f"wrote {written}", err=True)

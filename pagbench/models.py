@@ -201,11 +201,12 @@ def build_architecture(name: str, dataset, options: dict | None = None):
     return module, card
 
 
-def check_output_shape(model, dataset, device) -> None:
-    """Run one image through the model; raise a clear error if logits are not (1, num_classes)."""
+def check_output_shape(model, dataset, device, split: str | None = None) -> None:
+    """Run one image of ``split`` (default: the dataset's first split) through the model; raise
+    a clear error if the output is not a (1, num_classes) logits tensor."""
     import torch
 
-    split_name = next(iter(dataset.splits))
+    split_name = split if split is not None else next(iter(dataset.splits))
     sample = dataset.split(split_name).batch([0]).images.to(device)
     with torch.no_grad():
         try:
@@ -215,7 +216,12 @@ def check_output_shape(model, dataset, device) -> None:
                 f"model failed on a {tuple(sample.shape)} image of dataset {dataset.name!r}: {type(error).__name__}: {error}"
             ) from error
     if not isinstance(output, torch.Tensor):
-        raise PagbenchError(f"model returned {type(output).__name__}, expected a logits tensor")
+        hint = (
+            " (for a module returning (logits, ...), pass output=0 to pagbench.evaluate)"
+            if isinstance(output, (tuple, list))
+            else ""
+        )
+        raise PagbenchError(f"model returned a {type(output).__name__}, expected a logits tensor{hint}")
     if tuple(output.shape) != (1, dataset.num_classes):
         raise PagbenchError(
             f"model output has shape {tuple(output.shape)} but dataset {dataset.name!r} needs "

@@ -39,6 +39,7 @@ class EvaluationSetup:
     metrics: list = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     device: Any = None
+    prepare_seconds: float = 0.0  # loading the model (and, for the first model, the shared setup)
 
 
 def _check_options(options: EvaluationOptions) -> None:
@@ -71,14 +72,38 @@ def _provider(kind: str, name: str | None, default: str | None, dataset, options
         return None, chosen, str(error)
 
 
-def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
-    """Resolve names, load the model, check shapes and metric availability (no heavy compute).
+@dataclass
+class SharedSetup:
+    """What does not depend on the model: dataset, providers, σ and metrics. Built once and
+    shared by every model evaluated with the same configuration (see :func:`shared_key`)."""
 
-    ``model`` may be a ready :class:`~pagbench.models.LoadedModel` (e.g. for a second model with
-    the same dataset); otherwise ``options.model`` is loaded from the registry.
-    """
+    options: EvaluationOptions
+    dataset: Any
+    device: Any
+    score_provider: Any = None
+    score_provider_name: str | None = None
+    manifold_provider: Any = None
+    manifold_provider_name: str | None = None
+    score_kind: str = "posterior"
+    sigma: float | None = None
+    metrics: list = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def shared_key(options: EvaluationOptions) -> tuple:
+    """Options that decide the :class:`SharedSetup`: everything but the model and its options."""
+    import json
+
+    config = options.as_dict()
+    config.pop("model")
+    config.pop("model_options")
+    return (json.dumps(config, sort_keys=True, default=str),)
+
+
+def prepare_shared(options: EvaluationOptions) -> SharedSetup:
+    """Resolve the dataset, providers, σ and metric availability (no heavy compute, no model)."""
     from . import registry
-    from .models import check_output_shape, load_model, prepare_for_evaluation, resolve_device
+    from .models import resolve_device
 
     _check_options(options)
     device = resolve_device(options.device)
@@ -89,21 +114,17 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
         raise PagbenchError(
             f"--num-images {options.num_images} exceeds the {len(split)} images of {dataset.name!r}/{options.split}"
         )
-    loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
-    loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
-    check_output_shape(loaded.module, dataset, device)
-
-    setup = EvaluationSetup(options=options, dataset=dataset, model=loaded, device=device)
-    setup.score_kind = PAIRED_SCORE[options.gradient] if options.score == "auto" else options.score
-    score_provider, setup.score_provider_name, score_reason = _provider(
+    shared = SharedSetup(options=options, dataset=dataset, device=device)
+    shared.score_kind = PAIRED_SCORE[options.gradient] if options.score == "auto" else options.score
+    score_provider, shared.score_provider_name, score_reason = _provider(
         "score", options.score_provider, dataset_entry.default_score_provider, dataset, options
     )
-    manifold_provider, setup.manifold_provider_name, manifold_reason = _provider(
+    manifold_provider, shared.manifold_provider_name, manifold_reason = _provider(
         "manifold", options.manifold_provider, dataset_entry.default_manifold_provider, dataset, options
     )
-    setup.score_provider, setup.manifold_provider = score_provider, manifold_provider
+    shared.score_provider, shared.manifold_provider = score_provider, manifold_provider
     if score_provider is not None:
-        setup.sigma = float(options.sigma if options.sigma is not None else score_provider.default_sigma)
+        shared.sigma = float(options.sigma if options.sigma is not None else score_provider.default_sigma)
 
     metric_table = registry.metrics()
     wanted = list(options.metrics) if options.metrics else metric_table.names()
@@ -116,18 +137,75 @@ def prepare(options: EvaluationOptions, model=None) -> EvaluationSetup:
             reason = manifold_reason
         else:
             try:
-                metric.check_available(setup)
+                metric.check_available(shared)
             except MetricUnavailable as error:
                 reason = str(error)
         if reason is None:
-            setup.metrics.append(metric)
+            shared.metrics.append(metric)
         else:
-            setup.unavailable[metric.name] = reason
-    if score_provider is not None and any("score" in metric.requires for metric in setup.metrics):
-        score_provider.check(setup.sigma, setup.score_kind)  # e.g. σ ≤ 0 for a learned score: fail now
-    if not setup.metrics:
-        raise PagbenchError("no metric can be computed: " + "; ".join(f"{k}: {v}" for k, v in setup.unavailable.items()))
-    return setup
+            shared.unavailable[metric.name] = reason
+    if score_provider is not None and any("score" in metric.requires for metric in shared.metrics):
+        score_provider.check(shared.sigma, shared.score_kind)  # e.g. σ ≤ 0 for a learned score: fail now
+    if not shared.metrics:
+        raise PagbenchError("no metric can be computed: " + "; ".join(f"{k}: {v}" for k, v in shared.unavailable.items()))
+    return shared
+
+
+def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None = None) -> EvaluationSetup:
+    """Resolve names, load the model, check shapes and metric availability (no heavy compute).
+
+    ``model`` may be a ready :class:`~pagbench.models.LoadedModel`; otherwise ``options.model``
+    is loaded from the registry. ``shared`` (from :func:`prepare_shared` with the same
+    :func:`shared_key`) reuses the dataset and providers of an earlier model.
+    """
+    from .models import check_output_shape, load_model, prepare_for_evaluation
+
+    started = time.perf_counter()
+    if shared is None:
+        shared = prepare_shared(options)
+    elif shared_key(shared.options) != shared_key(options):
+        raise PagbenchError("internal: a shared setup was reused for another configuration")
+    dataset, device = shared.dataset, shared.device
+    loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
+    loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
+    check_output_shape(loaded.module, dataset, device, split=options.split)
+    return EvaluationSetup(
+        options=options,
+        dataset=dataset,
+        model=loaded,
+        score_provider=shared.score_provider,
+        score_provider_name=shared.score_provider_name,
+        manifold_provider=shared.manifold_provider,
+        manifold_provider_name=shared.manifold_provider_name,
+        score_kind=shared.score_kind,
+        sigma=shared.sigma,
+        metrics=shared.metrics,
+        unavailable=dict(shared.unavailable),
+        device=device,
+        prepare_seconds=time.perf_counter() - started,
+    )
+
+
+def prepare_all(all_options, models=None) -> list[EvaluationSetup]:
+    """:func:`prepare` for several evaluations, building each distinct :class:`SharedSetup`
+    once and loading every model before any compute (a bad model fails before the first one
+    runs). ``models`` is None or a list, aligned with ``all_options``, of ready
+    :class:`~pagbench.models.LoadedModel` objects or None."""
+    models = list(models) if models is not None else [None] * len(all_options)
+    if len(models) != len(all_options):
+        raise PagbenchError("internal: models and options differ in length")
+    shared_by_key: dict[tuple, SharedSetup] = {}
+    setups = []
+    for options, model in zip(all_options, models):
+        key = shared_key(options)
+        started = time.perf_counter()
+        if key not in shared_by_key:
+            shared_by_key[key] = prepare_shared(options)
+        shared_seconds = time.perf_counter() - started
+        setup = prepare(options, model=model, shared=shared_by_key[key])
+        setup.prepare_seconds += shared_seconds
+        setups.append(setup)
+    return setups
 
 
 def _image_seed(seed: int, index: int, stream: str) -> int:
@@ -151,18 +229,31 @@ class _Randomness:
         return torch.stack(draws)
 
 
-def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, progress: bool = True, model=None, per_image: bool = False) -> dict:
+def evaluate(
+    options: EvaluationOptions,
+    *,
+    cache: GeometryCache | None = None,
+    progress: bool = True,
+    model=None,
+    per_image: bool = False,
+    setup: EvaluationSetup | None = None,
+) -> dict:
     """Evaluate one model; returns the result document (see :mod:`pagbench.results`).
 
     ``cache`` shares scores and tangent bases between runs (a new one per call by default, which
     still reads the on-disk cache). ``per_image=True`` adds the per-image values under ``per_image``.
+    ``setup`` is a ready :class:`EvaluationSetup` (from :func:`prepare_all`); its preparation
+    time is then not part of this result's ``total_seconds``.
     """
     import torch
 
     from .metrics import MetricContext
 
     started = time.perf_counter()
-    setup = prepare(options, model=model)
+    started_with_setup = setup is not None
+    if setup is None:
+        setup = prepare(options, model=model)
+    options = setup.options
     cache = cache if cache is not None else GeometryCache()
     dataset, split = setup.dataset, setup.dataset.split(options.split)
     module, device = setup.model.module, setup.device
@@ -283,7 +374,8 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
         warnings.warn(message, stacklevel=2)
 
     timing["per_metric_seconds"] = per_metric
-    timing["total_seconds"] = time.perf_counter() - started
+    timing["prepare_seconds"] = setup.prepare_seconds
+    timing["total_seconds"] = time.perf_counter() - started + (setup.prepare_seconds if started_with_setup else 0.0)
     timing["images_per_second"] = options.num_images / timing["total_seconds"]
     from .results import build_result
 
@@ -293,4 +385,17 @@ def evaluate(options: EvaluationOptions, *, cache: GeometryCache | None = None, 
     return result
 
 
-__all__ = ["EvaluationOptions", "EvaluationSetup", "evaluate", "prepare"]
+def evaluate_many(all_options, *, models=None, cache: GeometryCache | None = None, progress: bool = True, per_image: bool = False):
+    """Evaluate several models, yielding each result document as it is ready.
+
+    Every model is loaded and every option checked before the first evaluation starts; models
+    with the same configuration share the dataset, the providers and one geometry cache, so
+    scores and tangent bases are computed once for all of them.
+    """
+    setups = prepare_all(all_options, models)
+    cache = cache if cache is not None else GeometryCache()
+    for setup in setups:
+        yield evaluate(setup.options, cache=cache, progress=progress, per_image=per_image, setup=setup)
+
+
+__all__ = ["EvaluationOptions", "EvaluationSetup", "SharedSetup", "evaluate", "evaluate_many", "prepare", "prepare_all", "prepare_shared"]
