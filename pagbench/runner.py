@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .aggregate import summarize
@@ -21,25 +21,6 @@ from .options import EvaluationOptions
 from .scores import PAIRED_SCORE, SCORE_KINDS
 
 
-
-
-@dataclass
-class EvaluationSetup:
-    """Everything resolved before the first batch: dataset, model, providers, metrics."""
-
-    options: EvaluationOptions
-    dataset: Any
-    model: Any
-    score_provider: Any = None
-    score_provider_name: str | None = None
-    manifold_provider: Any = None
-    manifold_provider_name: str | None = None
-    score_kind: str = "posterior"
-    sigma: float | None = None
-    metrics: list = field(default_factory=list)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    device: Any = None
-    prepare_seconds: float = 0.0  # loading the model (and, for the first model, the shared setup)
 
 
 def _check_options(options: EvaluationOptions) -> None:
@@ -88,6 +69,14 @@ class SharedSetup:
     sigma: float | None = None
     metrics: list = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluationSetup(SharedSetup):
+    """Everything resolved before the first batch: the shared part and the model."""
+
+    model: Any = None
+    prepare_seconds: float = 0.0  # loading the model (and, for the first model, the shared setup)
 
 
 def shared_key(options: EvaluationOptions) -> tuple:
@@ -169,21 +158,9 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
     loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
     loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device, split=options.split)
-    return EvaluationSetup(
-        options=options,
-        dataset=dataset,
-        model=loaded,
-        score_provider=shared.score_provider,
-        score_provider_name=shared.score_provider_name,
-        manifold_provider=shared.manifold_provider,
-        manifold_provider_name=shared.manifold_provider_name,
-        score_kind=shared.score_kind,
-        sigma=shared.sigma,
-        metrics=shared.metrics,
-        unavailable=dict(shared.unavailable),
-        device=device,
-        prepare_seconds=time.perf_counter() - started,
-    )
+    common = {f.name: getattr(shared, f.name) for f in fields(SharedSetup)}
+    common.update(options=options, unavailable=dict(shared.unavailable))
+    return EvaluationSetup(**common, model=loaded, prepare_seconds=time.perf_counter() - started)
 
 
 def prepare_all(all_options, models=None) -> list[EvaluationSetup]:
