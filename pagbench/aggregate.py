@@ -55,3 +55,12 @@ def summarize_ratio(numerator, denominator) -> Summary:
         return Summary(ratio, 0.0, count, excluded)
     residual = (top - ratio * bottom) / mean_bottom
     return Summary(ratio, residual.std(unbiased=True).item() / math.sqrt(count), count, excluded)
+
+
+def no_value_reason(degenerate: dict, num_images: int, excluded: int) -> str:
+    """Why a metric has n = 0: which degenerate images (zero/non-finite gradients, non-finite
+    outputs) left it without a single finite per-image value."""
+    counts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in degenerate.items() if count)
+    if sum(degenerate.values()) >= num_images:
+        return f"all {num_images} images are degenerate ({counts}): no image left to average"
+    return f"no finite value on any of the {num_images} images ({excluded} excluded" + (f"; degenerate: {counts})" if counts else ")")

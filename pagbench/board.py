@@ -319,11 +319,24 @@ def _existing_cards(root: Path) -> set[str]:
     return {path.relative_to(root).as_posix() for path in folder.glob("*/*.md")}
 
 
+def check_board(root: Path) -> None:
+    """Refuse (one line) a folder that is not a leaderboard: it must hold ``entries/`` (made by
+    ``leaderboard add``), so a misspelt ``--dir`` never creates or checks an empty board."""
+    from .errors import PagbenchError
+
+    if not root.is_dir():
+        raise PagbenchError(f"{root}: no such leaderboard folder (`pagbench leaderboard add RESULT --dir {root}` creates one)")
+    if not (root / ENTRIES).is_dir():
+        raise PagbenchError(f"{root} is not a leaderboard folder: it has no {ENTRIES}/ (`pagbench leaderboard add RESULT --dir {root}` "
+                            f"creates it)")
+
+
 def build(root: str | Path = DEFAULT_ROOT, check: bool = False) -> BuildReport:
     """Render the board and cards; write what changed (``check=False``) or only report it."""
     from .paths import write_atomic
 
     root = Path(root)
+    check_board(root)
     entries = load_entries(root)
     files = render_all(root, entries)
     stale = []
@@ -353,13 +366,18 @@ class GalleryReport:
 
 
 def draw_galleries(root: str | Path = DEFAULT_ROOT, datasets: tuple[str, ...] = (), num_images: int = 4,
-                   device: str = "cpu", data_root: str | None = None, display: str = "auto") -> GalleryReport:
+                   device: str = "cpu", data_root: str | None = None, display: str = "auto",
+                   trust_checkpoint: bool = False, trust_pickle: bool = False) -> GalleryReport:
     """Draw every entry's gallery (``galleries/<dataset>/<entry>.png``: input, the entry's gradient,
     the score, in the entry's configuration) and per dataset an overview of all models sharing the
     table's common configuration, in board order (``galleries/<dataset>/overview.png``).
 
     Gallery images in those folders that belong to no entry any more are removed. Imports torch
     and matplotlib; zoo models that are not in the model store are trained first.
+
+    Entries whose run needed ``--trust-checkpoint`` / ``--trust-pickle`` are refused, before any
+    gallery is computed, unless the caller grants the same trust (``trust_*``: typed on this
+    command line; trust keys stored in entries are ignored, see :mod:`pagbench.trust`).
     """
     from .errors import PagbenchError
     from .gallery import compute_gallery, render_gallery
@@ -370,6 +388,12 @@ def draw_galleries(root: str | Path = DEFAULT_ROOT, datasets: tuple[str, ...] = 
     unknown = [name for name in datasets if name not in known]
     if unknown:
         raise PagbenchError(f"no leaderboard entries for dataset(s) {', '.join(unknown)} (have: {', '.join(known) or 'none'})")
+    from .trust import check_granted, required_trust, strip_trust
+
+    for entry in entries:
+        if entry.dataset in (datasets or known):
+            check_granted(required_trust(entry.config), trust_checkpoint, trust_pickle, f"entry {entry.path}",
+                          "pagbench leaderboard gallery")
     written, removed = [], []
     for dataset in datasets or known:
         rows = sorted((entry for entry in entries if entry.dataset == dataset), key=sort_key)
@@ -383,7 +407,8 @@ def draw_galleries(root: str | Path = DEFAULT_ROOT, datasets: tuple[str, ...] = 
                 [entry.model for entry in members], dataset=dataset, split=config["split"], num_images=num_images,
                 gradient=config["gradient"], score=config["score"], sigma=config["sigma"],
                 score_provider=config["score_provider"], manifold_provider=config["manifold_provider"],
-                provider_options=config["provider_options"], data_root=data_root, device=device,
+                provider_options={**strip_trust(config["provider_options"]), **({"trust_pickle": "1"} if trust_pickle else {})},
+                data_root=data_root, device=device,
             )
             for entry in members:
                 written.append(render_gallery(data.subset([entry.model]), root / gallery_path(entry), display=display))

@@ -4,7 +4,8 @@ Keys are built from everything the value depends on (dataset fingerprint, split,
 image indices, provider fingerprint, σ, score kind), so a second model evaluated on the same
 images reuses them. Values live in memory for the process (least recently used first out beyond
 ``PAGBENCH_MEMORY_CACHE_MB``, default 2048) and, for providers that allow it, on disk under
-``<cache dir>/geometry`` (written atomically).
+``<cache dir>/geometry`` (written atomically, with the SHA-256 of the tensor inside the file: a
+damaged file is reported once as a warning and recomputed, see :mod:`pagbench.integrity`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class GeometryCache:
     def __init__(self, directory: Path | None = None, use_disk: bool = True, memory_bytes: int | None = None):
         self.directory = Path(directory) if directory is not None else cache_dir() / "geometry"
         self.use_disk = use_disk
-        default = int(os.environ.get("PAGBENCH_MEMORY_CACHE_MB", "2048")) * 2**20
+        from .validation import memory_cache_bytes
+
+        default = memory_cache_bytes()
         self.memory_bytes = default if memory_bytes is None else memory_bytes
         self._memory: OrderedDict[str, object] = OrderedDict()
         self._used = 0
@@ -64,13 +67,19 @@ class GeometryCache:
             return self._memory[key]
         path = self.directory / key[:2] / f"{key}.pt"
         if disk and self.use_disk and path.exists():
+            from .integrity import DamagedFile, unseal, warn_damaged
+
             try:
-                value = torch.load(path, map_location="cpu", weights_only=True).double()
-                self._remember(key, value)
-                self.hits += 1
-                return value
-            except Exception:
-                pass  # a corrupt cache file is recomputed and overwritten
+                payload = unseal(path.read_bytes(), path)
+                if payload is not None:  # files without the seal (older pagbench) are recomputed
+                    value = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True).double()
+                    self._remember(key, value)
+                    self.hits += 1
+                    return value
+            except DamagedFile as error:
+                warn_damaged(error, "recomputing it")
+            except Exception as error:  # unreadable despite a valid digest: recompute too
+                warn_damaged(DamagedFile(f"{path}: cannot be read ({type(error).__name__})"), "recomputing it")
         self.misses += 1
         value = compute().detach().cpu()
         if not (disk and self.use_disk):
@@ -80,10 +89,13 @@ class GeometryCache:
         stored = value.to(getattr(torch, storage))
         value = stored.double()
         self._remember(key, value)
+        from .integrity import seal
+
         buffer = io.BytesIO()
         torch.save(stored.contiguous(), buffer)
+        sealed = seal(buffer.getvalue())  # SHA-256 inside the file: one atomic write, checked on read
         try:
-            write_atomic(path, lambda stream: stream.write(buffer.getvalue()))
+            write_atomic(path, lambda stream: stream.write(sealed))
         except Exception:
             pass  # an unwritable cache only costs recomputation
         return value

@@ -7,11 +7,12 @@ code 2, never a traceback. Plugins add commands through the ``register_commands`
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import PagbenchError
+from .errors import PagbenchError, Terminated
 
 
 def console(stderr: bool = False):
@@ -36,6 +37,8 @@ class PagbenchGroup(click.Group):
             return super().invoke(ctx)
         except PagbenchError as error:
             fail(str(error), error.exit_code)
+        except Terminated:
+            fail("terminated (SIGTERM)", Terminated.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -77,8 +80,11 @@ def plugins_command():
     """List loaded plugins (with versions and hooks) and plugins that failed to load."""
     from rich.table import Table
 
-    from .plugins import plugin_failures, plugin_infos
+    from . import registry
+    from .plugins import plugin_clashes, plugin_failures, plugin_infos
 
+    for kind in registry.KINDS:  # building each registry finds names registered twice
+        registry.build_registry(kind)
     table = Table(title="pagbench plugins")
     for column in ("name", "distribution", "version", "hooks"):
         table.add_column(column)
@@ -94,6 +100,15 @@ def plugins_command():
         for failure in failures:
             broken.add_row(failure.name, failure.distribution or "-", failure.error)
         out.print(broken)
+    clashes = plugin_clashes()
+    if clashes:
+        clashing = Table(title="names registered by more than one plugin", style="yellow")
+        for column in ("kind", "name", "used", "ignored", "note"):
+            clashing.add_column(column)
+        for clash in clashes:
+            note = "override (PAGBENCH_PLUGIN_OVERRIDES)" if clash.overridden else f"PAGBENCH_PLUGIN_OVERRIDES={clash.ignored} to use it"
+            clashing.add_row(clash.kind, clash.name, clash.kept, clash.ignored, note)
+        out.print(clashing)
 
 
 @cli.command("models")
@@ -207,6 +222,9 @@ def _report(results: list[dict]) -> None:
         who = "" if len(models) == len(results) else f" (for {', '.join(models)})"
         out.print(f"[yellow]{name} unavailable{who}: {reason}")
     for result in results:
+        for name, record in result["metrics"].items():
+            if record.get("reason"):
+                out.print(f"[yellow]{name} has n = 0 ({result['config']['model']}): {record['reason']}")
         for message in result.get("warnings", []):
             out.print(f"[yellow]warning ({result['config']['model']}): {message}")
 
@@ -315,9 +333,16 @@ def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, o
 
     if output and len(models) > 1:
         raise PagbenchError("--output names one file; use --output-dir with several --model")
+    from .validation import check_cache_dir, check_folder
+
     all_options = [_options_from(kwargs, model) for model in models]
     if output:
         check_writable(output)
+    else:
+        check_folder(output_dir, "--output-dir")
+        for options in all_options:
+            check_folder(Path(output_dir) / options.dataset, "--output-dir")
+    check_cache_dir()
     results = []
     # every model is loaded before the first evaluation; the dataset, providers and geometry are shared
     for result in evaluate_many(all_options, progress=not kwargs["no_progress"], per_image=per_image):
@@ -383,9 +408,27 @@ def build_cli() -> click.Group:
     return cli
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM behaves like SIGINT (see :class:`~pagbench.errors.Terminated`); main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main() -> None:
+    install_signal_handlers()
     try:
         group = build_cli()
     except PagbenchError as error:
         fail(str(error), error.exit_code)
+    except Terminated:
+        fail("terminated (SIGTERM)", Terminated.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
     group(prog_name="pagbench")

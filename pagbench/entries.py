@@ -100,20 +100,30 @@ class ModelFamily:
 
 @dataclass(frozen=True)
 class ScoreProviderEntry:
-    """``factory(dataset, options)`` returns a :class:`pagbench.scores.ScoreProvider`."""
+    """``factory(dataset, options)`` returns a :class:`pagbench.scores.ScoreProvider`.
+
+    ``options``: the ``--provider-option`` keys the provider reads; any other key is refused before
+    compute (None: undeclared, every key accepted). ``trust_pickle`` is always accepted.
+    """
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    options: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class ManifoldProviderEntry:
-    """``factory(dataset, options)`` returns a :class:`pagbench.manifold.ManifoldProvider`."""
+    """``factory(dataset, options)`` returns a :class:`pagbench.manifold.ManifoldProvider`.
+
+    ``options``: the ``--provider-option`` keys the provider reads; any other key is refused before
+    compute (None: undeclared, every key accepted). ``trust_pickle`` is always accepted.
+    """
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    options: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,3 +13,11 @@ class UnknownNameError(PagbenchError):
 
 class MetricUnavailable(PagbenchError):
     """A metric cannot be computed in this setting (missing weights, no score provider, ...)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send) turned into an exception by the CLI: it unwinds exactly like
+    Ctrl-C (atomic writes remove their temporary files, training keeps its last epoch
+    checkpoint), and the CLI exits with code 143 (128 + 15) without a traceback."""
+
+    exit_code = 143

@@ -67,8 +67,11 @@ ENTRY_KEY_FIELDS = (
     "noise_levels",
     "lpips_random_backbone",
 )
-#: Fields dropped from a result when it becomes an entry.
+#: Fields dropped from a result when it becomes an entry (fields outside the schema's
+#: :data:`~pagbench.results.TOP_LEVEL_FIELDS` are dropped too).
 TRIMMED_FIELDS = ("per_image",)
+#: The largest entry file (a result without per-image values is a few kB).
+MAX_ENTRY_BYTES = 2**20
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ENTRY_FILE = re.compile(r"^(?P<model>[A-Za-z0-9._-]+)--(?P<id>[0-9a-f]{12})\.json$")
@@ -96,7 +99,10 @@ def entry_key(result: dict) -> dict:
         if isinstance(value, tuple):
             value = list(value)
         key[name] = value
-    key["provider_options"] = dict(sorted((key["provider_options"] or {}).items()))
+    from .trust import strip_trust
+
+    # trust never changes the numbers and never travels with an entry (see pagbench.trust)
+    key["provider_options"] = dict(sorted(strip_trust(key["provider_options"] or {}).items()))
     key["lpips_random_backbone"] = bool(key["lpips_random_backbone"])
     return key
 
@@ -113,8 +119,18 @@ def entry_stem(result: dict) -> str:
 
 
 def make_entry(result: dict) -> dict:
-    """The entry document for a validated result: trimmed, with its key and id."""
-    entry = {name: value for name, value in result.items() if name not in TRIMMED_FIELDS and name not in ("entry_key", "entry_id")}
+    """The entry document for a validated result: trimmed, with its key and id.
+
+    Trust keys (``trust_checkpoint``, ``trust_pickle``, ...) are removed from the configuration's
+    model and provider options; the flags they stood for are listed in ``config.trust_required``,
+    so ``verify`` and ``gallery`` can ask the user to type them (:mod:`pagbench.trust`)."""
+    from .trust import strip_config
+
+    from .results import TOP_LEVEL_FIELDS
+
+    entry = {name: value for name, value in result.items()
+             if name in TOP_LEVEL_FIELDS and name not in TRIMMED_FIELDS and name not in ("entry_key", "entry_id")}
+    entry["config"] = strip_config(entry["config"])
     key = entry_key(result)
     entry["entry_key"] = key
     entry["entry_id"] = entry_id(key)
@@ -256,6 +272,8 @@ class AddOutcome:
     action: str
     model: str
     dataset: str
+    #: trust flags the result's run needed; their keys were dropped from the entry
+    trust_required: tuple[str, ...] = ()
 
 
 def _comparable(document: dict) -> dict:
@@ -279,7 +297,12 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
         if path.is_dir():
             raise PagbenchError(f"{path}: is a folder, not a result file")
         result = check_leaderboard_result(load_result(path), str(path))
-        loaded.append((path, make_entry(result)))
+        entry = make_entry(result)
+        size = len(json.dumps(entry, indent=2))
+        if size > MAX_ENTRY_BYTES:
+            raise PagbenchError(f"{path}: its entry would be {size / 2**20:.1f} MiB, above the {MAX_ENTRY_BYTES // 2**20} MiB an entry "
+                                f"may take (per-image values are dropped; what else is that large?)")
+        loaded.append((path, entry))
 
     folder = entries_dir(root)
     newest: dict[Path, tuple[Path, dict]] = {}
@@ -299,16 +322,17 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
     plan = []
     for target, (path, entry) in newest.items():
         model, dataset = entry["config"]["model"], entry["config"]["dataset"]
+        trust = tuple(entry["config"].get("trust_required", ()))
         if not target.exists():
-            plan.append((target, entry, AddOutcome(path, target, "added", model, dataset)))
+            plan.append((target, entry, AddOutcome(path, target, "added", model, dataset, trust)))
             continue
         stored = load_entry(target).result
         if _comparable(stored) == _comparable(entry):
-            outcomes.append(AddOutcome(path, target, "unchanged", model, dataset))
+            outcomes.append(AddOutcome(path, target, "unchanged", model, dataset, trust))
         elif _created(entry, str(path)) < _created(stored, str(target)):
-            outcomes.append(AddOutcome(path, target, "kept-newer", model, dataset))
+            outcomes.append(AddOutcome(path, target, "kept-newer", model, dataset, trust))
         else:
-            plan.append((target, entry, AddOutcome(path, target, "replaced", model, dataset)))
+            plan.append((target, entry, AddOutcome(path, target, "replaced", model, dataset, trust)))
     for target, entry, outcome in plan:
         write_json_atomic(target, entry)
         outcomes.append(outcome)
@@ -390,38 +414,50 @@ def tolerance_for(stored: dict, measured: dict, absolute: float = VERIFY_ABSOLUT
     return absolute + VERIFY_STDERRS * math.sqrt(abs(se_measured**2 - se_stored**2))
 
 
-def options_from_config(config: dict, **overrides):
+def options_from_config(config: dict, trust_checkpoint: bool = False, trust_pickle: bool = False, **overrides):
     """The :class:`~pagbench.options.EvaluationOptions` that reproduce a result's configuration.
 
     The resolved score kind, σ and providers are passed explicitly, so a changed default cannot
-    change the re-evaluation silently.
+    change the re-evaluation silently. Trust keys in the configuration are dropped: only
+    ``trust_checkpoint`` / ``trust_pickle`` given here (typed on this command line) grant it.
     """
     from dataclasses import fields
 
     from .options import EvaluationOptions
+    from .trust import grant
 
     names = {item.name for item in fields(EvaluationOptions)}
     values = {name: config[name] for name in names if name in config}
     for name in ("metrics", "robustness_epsilons", "noise_levels"):
         if values.get(name) is not None:
             values[name] = tuple(values[name])
-    values["provider_options"] = dict(values.get("provider_options") or {})
+    values["model_options"], values["provider_options"] = grant(
+        config.get("model", ""), values.get("model_options") or {}, values.get("provider_options") or {},
+        trust_checkpoint, trust_pickle)
     values.update({name: value for name, value in overrides.items() if value is not None})
     return EvaluationOptions(**values)
 
 
 def verify_entry(entry: Entry, num_images: int | None = None, device: str = "cpu", data_root: str | None = None,
-                 absolute_tolerance: float = VERIFY_ABSOLUTE_TOLERANCE, progress: bool = False) -> VerifyReport:
+                 absolute_tolerance: float = VERIFY_ABSOLUTE_TOLERANCE, progress: bool = False,
+                 trust_checkpoint: bool = False, trust_pickle: bool = False) -> VerifyReport:
     """Re-evaluate ``entry`` (on its first ``num_images`` images, default all of them) and compare
-    every metric it stores against the tolerance of :func:`tolerance_for`."""
+    every metric it stores against the tolerance of :func:`tolerance_for`.
+
+    An entry whose run needed ``--trust-checkpoint`` / ``--trust-pickle`` is refused before
+    anything is loaded unless the caller grants the same trust here (``trust_*``: typed by the
+    user on this command line, never read from the entry)."""
     from .runner import evaluate
+    from .trust import check_granted, required_trust
 
     if num_images is not None and num_images <= 0:
         raise PagbenchError(f"--num-images must be positive, got {num_images}")
+    check_granted(required_trust(entry.config), trust_checkpoint, trust_pickle, f"entry {entry.path}", "pagbench leaderboard verify")
     from dataclasses import replace
 
     # the entry's data root names a folder on the machine that made it: use this machine's
-    options = replace(options_from_config(entry.config, num_images=num_images, device=device), data_root=data_root)
+    options = replace(options_from_config(entry.config, trust_checkpoint=trust_checkpoint, trust_pickle=trust_pickle,
+                                          num_images=num_images, device=device), data_root=data_root)
     result = evaluate(options, progress=progress)
     notes = []
     stored_fingerprint = entry.config.get("dataset_fingerprint")

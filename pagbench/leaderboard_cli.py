@@ -14,6 +14,12 @@ _DIR = click.option("--dir", "root", default="leaderboard", show_default=True, t
                     help="The leaderboard folder (entries/, galleries/, cards/, README.md).")
 
 
+_TRUST_CHECKPOINT = click.option("--trust-checkpoint", is_flag=True,
+                                 help="Allow entries whose model is a whole pickled module or TorchScript (loading it runs code from the file).")
+_TRUST_PICKLE = click.option("--trust-pickle", is_flag=True,
+                             help="Allow entries whose score provider unpickles a model file (this runs code stored in it).")
+
+
 def _console(stderr: bool = False):
     from .cli import console
 
@@ -47,6 +53,11 @@ def add_command(results, root):
         action = outcome.action if outcome.action != "kept-newer" else "kept (stored entry is newer)"
         table.add_row(str(outcome.source), outcome.model, outcome.dataset, f"[{styles[outcome.action]}]{action}", str(outcome.entry_path))
     _console().print(table)
+    for outcome in outcomes:
+        if outcome.trust_required and outcome.action in ("added", "replaced", "unchanged"):
+            flags = " and ".join(outcome.trust_required)
+            click.echo(f"note: {outcome.source} was run with {flags}; the entry does not keep that trust "
+                       f"(`leaderboard verify` and `leaderboard gallery` ask for {flags} on their command line)", err=True)
     if any(outcome.action in ("added", "replaced") for outcome in outcomes):
         click.echo(f"run `pagbench leaderboard build{'' if root == 'leaderboard' else ' --dir ' + root}` to update the board", err=True)
 
@@ -85,8 +96,10 @@ def build_command(check, root):
 @click.option("--tolerance", type=float, default=None,
               help="Absolute tolerance (default 1e-3); 3 standard errors of the difference are added when N differs.")
 @click.option("--no-progress", is_flag=True)
+@_TRUST_CHECKPOINT
+@_TRUST_PICKLE
 @_DIR
-def verify_command(entry, num_images, device, data_root, tolerance, no_progress, root):
+def verify_command(entry, num_images, device, data_root, tolerance, no_progress, trust_checkpoint, trust_pickle, root):
     """Re-evaluate ENTRY (a path, or <dataset>/<entry> under <dir>/entries) and report whether it reproduces.
 
     Each stored metric must agree within 1e-3 + 3·√|se_now² − se_entry²| (the second term is the
@@ -107,7 +120,7 @@ def verify_command(entry, num_images, device, data_root, tolerance, no_progress,
         warnings.simplefilter("ignore")
         report = verify_entry(found, num_images=num_images, device=device, data_root=data_root,
                               absolute_tolerance=VERIFY_ABSOLUTE_TOLERANCE if tolerance is None else tolerance,
-                              progress=not no_progress)
+                              progress=not no_progress, trust_checkpoint=trust_checkpoint, trust_pickle=trust_pickle)
     table = Table(title=f"verify {found.path} ({found.model}: {report.num_images} images, entry has {found.config['num_images']})")
     for column in ("metric", "entry", "now", "|difference|", "tolerance", "reproduces"):
         table.add_column(column, justify="left" if column in ("metric", "reproduces") else "right")
@@ -136,12 +149,15 @@ def verify_command(entry, num_images, device, data_root, tolerance, no_progress,
 @click.option("--data-root", default=None, type=click.Path())
 @click.option("--display", type=click.Choice(["auto", "rgb", "sum"]), default="auto", show_default=True,
               help="How 3-channel gradients are shown: rgb = (ĝ+1)/2, sum = channel sum on a diverging map.")
+@_TRUST_CHECKPOINT
+@_TRUST_PICKLE
 @_DIR
-def leaderboard_gallery_command(datasets, num_images, device, data_root, display, root):
+def leaderboard_gallery_command(datasets, num_images, device, data_root, display, trust_checkpoint, trust_pickle, root):
     """Draw each entry's gradient gallery and one overview per dataset (then run `build` to link them)."""
     from .board import draw_galleries
 
-    report = draw_galleries(root, tuple(datasets), num_images=num_images, device=device, data_root=data_root, display=display)
+    report = draw_galleries(root, tuple(datasets), num_images=num_images, device=device, data_root=data_root, display=display,
+                            trust_checkpoint=trust_checkpoint, trust_pickle=trust_pickle)
     for path in report.written:
         click.echo(f"wrote {path}", err=True)
     for path in report.removed:

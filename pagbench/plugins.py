@@ -4,7 +4,14 @@
   ``PAGBENCH_STRICT_PLUGINS=1`` makes the failure fatal.
 * ``PAGBENCH_LOAD_PLUGINS`` restricts loading to a comma-separated list of entry-point names
   (an empty string loads none), which keeps installed third-party plugins out of test runs.
-* ``check_pending()`` runs after loading, so a misspelt hook name is an error, not a silent no-op.
+* A plugin implementing a hook that has no specification (a misspelt hook name) fails pluggy's
+  validation: it is reported like a plugin that fails to import and unregistered (fatal with
+  ``PAGBENCH_STRICT_PLUGINS=1``), so ``check_pending()`` after loading always passes.
+* Built-in plugins (the ``pagbench`` distribution's entry points) are loaded first. When a
+  plugin registers a name that is already registered, the first registration (the built-in)
+  wins and the clash is recorded (:func:`plugin_clashes`, shown by ``pagbench plugins``), unless
+  ``PAGBENCH_PLUGIN_OVERRIDES`` lists the later plugin by name (comma-separated): then its
+  registration replaces the earlier one, and the override is recorded too.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ ENTRY_POINT_GROUP = "pagbench"
 _manager: pluggy.PluginManager | None = None
 _failures: list["PluginFailure"] = []
 _distributions: dict[str, tuple[str | None, str | None]] = {}
+_builtins: set[str] = set()
+_clashes: list["PluginClash"] = []
+BUILTIN_DISTRIBUTION = "pagbench"
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,23 @@ class PluginFailure:
     name: str
     distribution: str | None
     error: str
+
+
+@dataclass(frozen=True)
+class PluginClash:
+    """A name registered by two plugins: ``kept`` is the registration in use."""
+
+    kind: str
+    name: str
+    kept: str
+    ignored: str
+    overridden: bool = False
+
+    def describe(self) -> str:
+        if self.overridden:
+            return f"{self.kind} {self.name!r} of {self.ignored!r} replaced by {self.kept!r} (PAGBENCH_PLUGIN_OVERRIDES)"
+        return (f"{self.kind} {self.name!r} is registered by {self.kept!r} and {self.ignored!r}: {self.kept!r} is used "
+                f"(set PAGBENCH_PLUGIN_OVERRIDES={self.ignored} to use the other)")
 
 
 @dataclass(frozen=True)
@@ -53,6 +80,30 @@ def _wanted() -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
+def overrides() -> set[str]:
+    """Plugins allowed to replace earlier registrations (``PAGBENCH_PLUGIN_OVERRIDES``)."""
+    return {part.strip() for part in os.environ.get("PAGBENCH_PLUGIN_OVERRIDES", "").split(",") if part.strip()}
+
+
+def is_builtin(name: str) -> bool:
+    """Whether plugin ``name`` is one of pagbench's built-in plugins."""
+    return name in _builtins
+
+
+def record_clash(clash: PluginClash) -> None:
+    if clash not in _clashes:
+        _clashes.append(clash)
+
+
+def plugin_clashes() -> list[PluginClash]:
+    """Names registered twice, as found by the registries built so far in this process."""
+    return list(_clashes)
+
+
+def _unknown_hooks(manager: pluggy.PluginManager, plugin) -> list[str]:
+    return sorted(caller.name for caller in manager.get_hookcallers(plugin) or () if not caller.has_spec())
+
+
 def record_failure(name: str, distribution: str | None, error: BaseException) -> None:
     """Remember a broken plugin (or raise, in strict mode)."""
     message = f"{type(error).__name__}: {error}"
@@ -71,7 +122,14 @@ def get_plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager("pagbench")
     manager.add_hookspecs(hookspecs)
     wanted = _wanted()
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    found = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+    def builtin(entry_point) -> bool:
+        distribution = entry_point.dist.name if entry_point.dist else None
+        return distribution == BUILTIN_DISTRIBUTION or str(entry_point.value).startswith("pagbench_plugins")
+
+    found.sort(key=lambda entry_point: not builtin(entry_point))  # stable: built-ins first
+    for entry_point in found:
         if wanted is not None and entry_point.name not in wanted:
             continue
         distribution = entry_point.dist.name if entry_point.dist else None
@@ -80,8 +138,16 @@ def get_plugin_manager() -> pluggy.PluginManager:
         try:
             module = entry_point.load()
             manager.register(module, name=entry_point.name)
+            unknown = _unknown_hooks(manager, module)
+            if unknown:
+                manager.unregister(module)
+                known = ", ".join(sorted(name for name in dir(hookspecs) if name.startswith("register_")))
+                raise pluggy.PluginValidationError(
+                    module, f"unknown hook(s) {', '.join(unknown)} (misspelt? the hooks are {known})")
             version = entry_point.dist.version if entry_point.dist else None
             _distributions[entry_point.name] = (distribution, version)
+            if builtin(entry_point):
+                _builtins.add(entry_point.name)
         except Exception as error:  # a broken plugin must not take the others down
             record_failure(entry_point.name, distribution, error)
     manager.check_pending()

@@ -43,12 +43,20 @@ class Registry(Generic[E]):
         self._current_plugin = "?"
 
     def register(self, entry: E) -> None:
+        """Add ``entry``; a name registered before keeps its first registration (the clash is
+        recorded, see :func:`pagbench.plugins.plugin_clashes`) unless the registering plugin is
+        listed in ``PAGBENCH_PLUGIN_OVERRIDES``."""
+        from .plugins import PluginClash, overrides, record_clash
+
         name = entry.name
         if name in self._entries:
-            raise PagbenchError(
-                f"{_SINGULAR[self.kind]} {name!r} is registered twice "
-                f"(by {self._owners[name]!r} and {self._current_plugin!r})"
-            )
+            first = self._owners[name]
+            if self._current_plugin not in overrides():
+                record_clash(PluginClash(_SINGULAR[self.kind], name, first, self._current_plugin))
+                return
+            record_clash(PluginClash(_SINGULAR[self.kind], name, self._current_plugin, first, overridden=True))
+            old = self._entries[name]
+            self._families = [family for family in self._families if family is not old]
         self._entries[name] = entry
         self._owners[name] = self._current_plugin
         if getattr(entry, "prefix", None):
@@ -98,7 +106,10 @@ def build_registry(kind: str) -> Registry:
     registry: Registry = Registry(kind)
     manager = get_plugin_manager()
     hook = getattr(manager.hook, KINDS[kind])
-    for implementation in hook.get_hookimpls():  # registration order: built-ins first
+    from .plugins import is_builtin
+
+    # built-ins first whatever pluggy's order (tryfirst/trylast), then in registration order
+    for implementation in sorted(hook.get_hookimpls(), key=lambda impl: not is_builtin(impl.plugin_name)):
         registry._current_plugin = implementation.plugin_name
         arguments = {name: registry.register for name in implementation.argnames}
         try:

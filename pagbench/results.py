@@ -26,6 +26,13 @@ SCHEMA_VERSION = 1
 REQUIRED = ("schema_version", "pagbench_version", "config", "metrics", "created")
 REQUIRED_CONFIG = ("model", "dataset", "split", "num_images", "seed", "gradient")
 REQUIRED_METRIC = ("value", "stderr", "n", "higher_is_better")
+#: Every top-level field of a schema-1 result (others are dropped when it becomes an entry).
+TOP_LEVEL_FIELDS = ("schema_version", "pagbench_version", "plugins", "created", "config", "metrics", "curves",
+                    "metric_settings", "unavailable", "degenerate", "timing", "warnings", "per_image", "entry_key", "entry_id")
+#: Result files larger than this are refused unread (per-image values of 10⁵ images fit).
+MAX_RESULT_BYTES = 64 * 2**20
+#: Deepest nesting of objects and lists in a result (a result document needs 4).
+MAX_DEPTH = 32
 
 
 def build_result(setup, metrics, curves, settings, degenerate, timing, messages) -> dict:
@@ -93,7 +100,9 @@ def check_writable(path: str | Path) -> None:
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
+    if not parent.is_dir():
+        raise PagbenchError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise PagbenchError(f"cannot write {path}: {parent} is not writable")
 
 
@@ -125,15 +134,35 @@ def validate_result(result, source: str = "result") -> dict:
         if not isinstance(entry, dict) or any(key not in entry for key in REQUIRED_METRIC):
             raise PagbenchError(f"{source}: metric {name!r} lacks one of {', '.join(REQUIRED_METRIC)}")
         for key in ("value", "stderr"):
-            if entry[key] is not None and not isinstance(entry[key], (int, float)):
+            if entry[key] is not None and (isinstance(entry[key], bool) or not isinstance(entry[key], (int, float))):
                 raise PagbenchError(f"{source}: metric {name!r} {key} is not a number")
+        if isinstance(entry["n"], bool) or not isinstance(entry["n"], int) or entry["n"] < 0:
+            raise PagbenchError(f"{source}: metric {name!r} n is not a count")
+        if entry["higher_is_better"] is not None and not isinstance(entry["higher_is_better"], bool):
+            raise PagbenchError(f"{source}: metric {name!r} higher_is_better is not true, false or null")
     return result
+
+
+def nesting_depth(document) -> int:
+    """How deeply objects and lists nest in ``document`` (iteratively: no recursion limit)."""
+    deepest, pending = 0, [(document, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def load_result(path: str | Path) -> dict:
     """Read and validate a result file; errors name the file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RESULT_BYTES:
+            raise PagbenchError(f"{path}: {size / 2**20:.0f} MiB is larger than a result file can be ({MAX_RESULT_BYTES // 2**20} MiB)")
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise PagbenchError(f"{path}: cannot read ({error.strerror or error})") from error
@@ -143,4 +172,8 @@ def load_result(path: str | Path) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise PagbenchError(f"{path}: malformed JSON ({error.msg} at line {error.lineno})") from error
+    except RecursionError:
+        raise PagbenchError(f"{path}: JSON nested too deeply (a result nests at most {MAX_DEPTH} levels)") from None
+    if nesting_depth(data) > MAX_DEPTH:
+        raise PagbenchError(f"{path}: JSON nested too deeply (a result nests at most {MAX_DEPTH} levels)")
     return validate_result(data, source=str(path))

@@ -34,6 +34,9 @@ def _check_options(options: EvaluationOptions) -> None:
         raise PagbenchError(f"--batch-size must be positive, got {options.batch_size}")
     if options.sigma is not None and not options.sigma >= 0:
         raise PagbenchError(f"--sigma must be >= 0 (pixel units), got {options.sigma}")
+    from .validation import check_evaluation_options
+
+    check_evaluation_options(options)  # finite numbers, grids, device, env, option keys, cache dir
 
 
 def _provider(kind: str, name: str | None, default: str | None, dataset, options):
@@ -341,12 +344,18 @@ def evaluate(
         if description:
             settings[metric.name] = description
 
+    from .aggregate import no_value_reason
+
+    for record in metrics_out.values():  # n = 0 is reported as such, with the reason
+        if record.get("n") == 0 and record.get("value") is None:
+            record["reason"] = no_value_reason(degenerate, options.num_images, int(record.get("excluded") or 0))
     messages = []
     if setup.model.card.requires_finetuning:
         messages.append("the model's classifier head is untrained (--replace-head): it requires fine-tuning before its numbers mean much")
     bad = sum(degenerate.values())
     if bad:
-        message = f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from gradient metrics"
+        message = (f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from "
+                   f"gradient metrics" + ("; non-finite outputs count as wrong for accuracy" if degenerate["nonfinite_logits"] else ""))
         messages.append(message)
         warnings.warn(message, stacklevel=2)
 

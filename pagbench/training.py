@@ -101,11 +101,30 @@ def is_trained(recipe: TrainingRecipe) -> bool:
 
 
 def _save_tensor_file(path: Path, payload) -> None:
+    """``torch.save`` atomically, with a ``.sha256`` digest beside the file (:mod:`pagbench.integrity`)."""
     import torch
+
+    from .integrity import write_verified
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_atomic(path, lambda stream: stream.write(buffer.getvalue()))
+    write_verified(path, buffer.getvalue())
+
+
+def load_tensor_file(path: Path, map_location="cpu"):
+    """A file of :func:`_save_tensor_file`, checked first: its digest (files from before digests
+    existed have none) and the zip archive's CRCs. Raises :class:`~pagbench.integrity.DamagedFile`
+    (one line) when damaged or unreadable; ``weights_only`` loading always."""
+    import torch
+
+    from .integrity import DamagedFile, read_verified, verify_archive
+
+    data = read_verified(path, require_digest=False)
+    verify_archive(path)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise DamagedFile(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def learning_rate(recipe: TrainingRecipe, step: int, steps_per_epoch: int) -> float:
@@ -164,7 +183,11 @@ def train(
     from .models import resolve_device
     from .progress import progress_bar
 
+    from .validation import check_cache_dir, check_device
+
     recipe.validate()
+    check_device(str(device))
+    check_cache_dir()  # before any training: the model store lives there
     device = resolve_device(device)
     rank, world = 0, 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -185,15 +208,32 @@ def train(
     generator = torch.Generator().manual_seed(recipe.seed)  # data order and augmentation
     checkpoint_path = directory / "checkpoint.pt"
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
-        history = json.loads(state["history"])
-        torch.set_rng_state(state["rng"])
-        generator.set_state(state["generator"])
-        if log:
-            log(f"resuming {recipe.identifier} from epoch {start_epoch}")
+        from .integrity import DamagedFile, warn_damaged
+
+        try:
+            state = load_tensor_file(checkpoint_path, map_location=device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch = int(state["epoch"])
+            history = json.loads(state["history"])
+            torch.set_rng_state(state["rng"])
+            generator.set_state(state["generator"])
+            if log:
+                log(f"resuming {recipe.identifier} from epoch {start_epoch}")
+        except (DamagedFile, KeyError, TypeError, ValueError, RuntimeError) as error:
+            # a damaged resume checkpoint costs the epochs it held, never wrong weights
+            error = error if isinstance(error, DamagedFile) else DamagedFile(f"{checkpoint_path}: not a resume checkpoint ({type(error).__name__})")
+            warn_damaged(error, "training from the start")
+            if log:
+                log(f"{error}; training {recipe.identifier} from the start")
+            torch.manual_seed(recipe.seed)
+            model = build_model().to(device)
+            network = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+            optimizer = (torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay) if recipe.optimizer == "adam"
+                         else torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay))
+            start_epoch, history = 0, []
+            generator = torch.Generator().manual_seed(recipe.seed)
     count = len(train_split)
     steps_per_epoch = (count + recipe.batch_size - 1) // recipe.batch_size
     total_steps = steps_per_epoch * (recipe.epochs - start_epoch)
@@ -248,6 +288,7 @@ def train(
         _save_tensor_file(directory / "weights.pt", {key: value.detach().cpu() for key, value in model.state_dict().items()})
         write_json_atomic(directory / "recipe.json", record)
         checkpoint_path.unlink(missing_ok=True)
+        (directory / "checkpoint.pt.sha256").unlink(missing_ok=True)
     if world > 1:
         import torch.distributed as distributed
 
@@ -282,12 +323,19 @@ def evaluate_accuracy(model, split, device, batch_size: int = 500, limit: int | 
 
 
 def load_trained(recipe: TrainingRecipe, build_model: Callable[[], "object"], device="cpu"):
-    """The stored model of ``recipe`` (weights_only loading) and its record."""
-    import torch
+    """The stored model of ``recipe`` (weights_only loading, digest and CRCs checked first) and its
+    record; :class:`~pagbench.integrity.DamagedFile` when either file is damaged."""
+    from .integrity import DamagedFile
 
     directory = recipe_dir(recipe)
     model = build_model()
-    state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-    record = json.loads((directory / "recipe.json").read_text())
+    state = load_tensor_file(directory / "weights.pt")
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as error:
+        raise DamagedFile(f"{directory / 'weights.pt'}: does not fit the recipe's network ({type(error).__name__})") from None
+    try:
+        record = json.loads((directory / "recipe.json").read_text())
+    except (OSError, ValueError) as error:
+        raise DamagedFile(f"{directory / 'recipe.json'}: unreadable ({type(error).__name__})") from None
     return model.to(device).eval(), record

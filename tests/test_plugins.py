@@ -92,7 +92,8 @@ def test_duplicate_names_are_reported_not_silently_overwritten(register_plugin):
 
     registry = datasets()
     assert registry.owner("synthetic") == "synthetic"
-    assert any("registered twice" in f.error for f in plugins_module.plugin_failures())
+    assert any(c.name == "synthetic" and c.kept == "synthetic" and c.ignored == "duplicate"
+               for c in plugins_module.plugin_clashes())
 
 
 def test_unknown_names_suggest_close_matches():

@@ -1,4 +1,8 @@
-"""``accuracy``: fraction of images whose highest logit is the label."""
+"""``accuracy``: fraction of images whose highest logit is the label.
+
+An image whose logits are not all finite (NaN/inf outputs) counts as wrong — a model that
+answers NaN did not classify the image — and is also counted under ``degenerate``; so an all-NaN
+model has accuracy 0, not "unavailable"."""
 
 from __future__ import annotations
 
@@ -16,4 +20,4 @@ class Accuracy(Metric):
         logits = context.logits.double().cpu()
         correct = (logits.argmax(1) == context.labels.cpu()).double()
         finite = torch.isfinite(logits).all(1)
-        return MetricOutput({self.name: torch.where(finite, correct, torch.full_like(correct, float("nan")))})
+        return MetricOutput({self.name: torch.where(finite, correct, torch.zeros_like(correct))})

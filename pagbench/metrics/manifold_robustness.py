@@ -36,8 +36,20 @@ def epsilon_grid(setup) -> list[float]:
 
 
 def headline_epsilon(setup) -> float:
+    """The headline ε: the user's ``--headline-epsilon``, which must be a point of the grid (else a
+    one-line error, never silently another ε), or the dataset's (its nearest grid point)."""
+    from ..errors import PagbenchError
+    from ..validation import in_grid
+
     grid = epsilon_grid(setup)
-    chosen = getattr(setup.options, "headline_epsilon", None) or setup.dataset.headline_epsilon
+    requested = getattr(setup.options, "headline_epsilon", None)
+    if requested is not None:
+        matches = [value for value in grid if in_grid(requested, [value])]
+        if not matches:
+            raise PagbenchError(f"--headline-epsilon {requested:g} is not in the ε grid "
+                                f"({','.join(f'{value:g}' for value in grid)}); add it to --epsilons")
+        return float(matches[0])
+    chosen = setup.dataset.headline_epsilon
     if chosen is None or chosen not in grid:
         chosen = min(grid, key=lambda value: abs(value - (chosen or grid[len(grid) // 2])))
     return float(chosen)

@@ -71,6 +71,8 @@ def load_split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
     labels = read_idx(existing(directory, FILES[f"{split}_labels"]))
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise PagbenchError(f"MNIST {split} files disagree: images {images.shape}, labels {labels.shape}")
+    if tuple(images.shape[1:]) != (28, 28):
+        raise PagbenchError(f"MNIST {split} images in {directory} are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     if labels.size and labels.max() > 9:
         raise PagbenchError(f"MNIST {split} labels outside 0..9")
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))

@@ -35,17 +35,20 @@ def _denoiser_manifold(dataset, options):
 def register_score_providers(register):
     register(ScoreProviderEntry(
         "denoiser", _denoiser_scores,
-        "(D(x,σ)−x)/σ² of a denoiser fitted by pagbench fit-score (default σ 0.05; option denoiser=DIR)."))
+        "(D(x,σ)−x)/σ² of a denoiser fitted by pagbench fit-score (default σ 0.05; option denoiser=DIR).",
+        options=("denoiser", "device", "chunk")))
 
 
 @hookimpl
 def register_manifold_providers(register):
     register(ManifoldProviderEntry(
         "autoencoder", _autoencoder_manifold,
-        "Decoder Jacobian at the encoder mean of a VAE fitted by pagbench fit-manifold (options latent_dim, autoencoder=DIR)."))
+        "Decoder Jacobian at the encoder mean of a VAE fitted by pagbench fit-manifold (options latent_dim, autoencoder=DIR).",
+        options=("autoencoder", "latent_dim", "device")))
     register(ManifoldProviderEntry(
         "denoiser", _denoiser_manifold,
-        "Top-k eigenvectors of the symmetrised fitted-denoiser Jacobian (options k=32, manifold_sigma=0.1)."))
+        "Top-k eigenvectors of the symmetrised fitted-denoiser Jacobian (options k=32, manifold_sigma=0.1).",
+        options=("denoiser", "k", "manifold_sigma", "iterations", "oversampling", "device")))
 
 
 @hookimpl

@@ -66,10 +66,22 @@ def naive_per_image_decoder_jacobian(decode, latents: torch.Tensor) -> torch.Ten
     return torch.cat([naive_decoder_jacobian(decode, latents[i : i + 1]) for i in range(latents.shape[0])])
 
 
+def image_seed(image: torch.Tensor, seed: int = 0) -> int:
+    """A 63-bit seed from an image's float32 pixels and ``seed``: the same image draws the same
+    random numbers whatever batch it is in (results do not depend on the batch size)."""
+    import hashlib
+
+    data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    digest = hashlib.sha256(seed.to_bytes(8, "little", signed=True) + data).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
 def denoiser_tangent_basis(denoise, images: torch.Tensor, k: int, iterations: int = 4, oversampling: int = 10,
                            seed: int = 0, chunk: int = 16) -> torch.Tensor:
-    """Top-k eigenvectors of (J + Jᵀ)/2, J = ∂denoise/∂x at ``images`` (B, C, H, W): (B, k, D)."""
-    generator = torch.Generator().manual_seed(seed)
+    """Top-k eigenvectors of (J + Jᵀ)/2, J = ∂denoise/∂x at ``images`` (B, C, H, W): (B, k, D).
+
+    The random start of the subspace iteration is drawn per image from :func:`image_seed`, so an
+    image's basis does not depend on the batch it is evaluated in."""
     parts = []
     for start in range(0, images.shape[0], chunk):
         x = images[start : start + chunk]
@@ -83,7 +95,9 @@ def denoiser_tangent_basis(denoise, images: torch.Tensor, k: int, iterations: in
             backward = vmap(lambda t: pullback(t)[0])(tangents)
             return ((forward + backward) / 2).reshape(width, batch, dim).transpose(0, 1)
 
-        vectors = orthonormalize(torch.randn(batch, width, dim, generator=generator).to(x))
+        start_vectors = torch.stack([torch.randn(width, dim, generator=torch.Generator().manual_seed(image_seed(image, seed)))
+                                     for image in x])
+        vectors = orthonormalize(start_vectors.to(x))
         for _ in range(iterations):
             vectors = orthonormalize(apply(vectors))
         projected = vectors @ apply(vectors).transpose(1, 2)  # (B, m, m)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pagbench.errors import MetricUnavailable, PagbenchError
-from pagbench.paths import write_atomic, write_json_atomic
+from pagbench.paths import write_json_atomic
 from pagbench.training import store_dir
 
 
@@ -77,9 +77,11 @@ def with_overrides(recipe, **overrides):
 def save(directory: Path, model, record: dict) -> None:
     import torch
 
+    from pagbench.integrity import write_verified
+
     buffer = io.BytesIO()
     torch.save({key: value.detach().cpu() for key, value in model.state_dict().items()}, buffer)
-    write_atomic(directory / "weights.pt", lambda stream: stream.write(buffer.getvalue()))
+    write_verified(directory / "weights.pt", buffer.getvalue())  # with weights.pt.sha256, checked by load()
     write_json_atomic(directory / "record.json", record)
 
 
@@ -113,20 +115,39 @@ def find(kind: str, dataset: str, path: str | None = None, **match) -> Path:
     return max(found)[1]
 
 
+def _refit(directory: Path, record: dict | None = None) -> str:
+    """What to do about a damaged fit: delete it and fit again."""
+    kind = (record or {}).get("kind") or directory.name.split("-")[0]
+    dataset = ((record or {}).get("recipe") or {}).get("dataset", "D")
+    command = "fit-score" if kind == "denoiser" else "fit-manifold"
+    return f"delete {directory} and run `pagbench {command} --dataset {dataset}` again"
+
+
 def load(directory: Path, device="cpu"):
     """(model in eval mode with frozen parameters, record) from a store directory."""
     import torch
 
     from .networks import Autoencoder, Denoiser
 
-    record = json.loads((directory / "record.json").read_text())
-    arguments = record["network"]
-    model = Denoiser(**arguments) if record["kind"] == "denoiser" else Autoencoder(**arguments)
+    from pagbench.integrity import DamagedFile, read_verified, verify_archive
+
     try:
-        state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        record = json.loads((directory / "record.json").read_text())
+        arguments = record["network"]
+        model = Denoiser(**arguments) if record["kind"] == "denoiser" else Autoencoder(**arguments)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PagbenchError(f"{directory / 'record.json'} is damaged ({type(error).__name__}); {_refit(directory)}") from None
+    weights = directory / "weights.pt"
+    try:
+        data = read_verified(weights, require_digest=False)  # fits from before digests have none: CRCs still checked
+        verify_archive(weights)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
+    except DamagedFile as error:
+        raise PagbenchError(f"{error}; {_refit(directory, record)}") from None
     except Exception as error:
-        raise PagbenchError(f"{directory / 'weights.pt'} cannot be loaded: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+        raise PagbenchError(f"{weights} cannot be loaded: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; "
+                            f"{_refit(directory, record)}") from None
     model = model.to(device).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

@@ -32,12 +32,14 @@ def register_datasets(register):
 
 @hookimpl
 def register_score_providers(register):
-    register(ScoreProviderEntry("analytic", _analytic_scores, "Exact closed-form scores of datasets with a known density (synthetic)."))
+    register(ScoreProviderEntry("analytic", _analytic_scores, "Exact closed-form scores of datasets with a known density (synthetic).",
+                                options=()))
 
 
 @hookimpl
 def register_manifold_providers(register):
-    register(ManifoldProviderEntry("analytic", _analytic_manifold, "Exact tangent spaces of datasets with a known manifold (synthetic)."))
+    register(ManifoldProviderEntry("analytic", _analytic_manifold, "Exact tangent spaces of datasets with a known manifold (synthetic).",
+                                   options=()))
 
 
 @hookimpl

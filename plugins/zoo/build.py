@@ -39,7 +39,14 @@ def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress:
 def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True):
     """The stored model of ``recipe``, training it first if the store lacks it."""
     if is_trained(recipe):
-        return load_trained(recipe, lambda: architecture(recipe, dataset), device)
+        from pagbench.integrity import DamagedFile, warn_damaged
+
+        try:
+            return load_trained(recipe, lambda: architecture(recipe, dataset), device)
+        except DamagedFile as error:  # reported once; the recipe determines the weights: retrain
+            warn_damaged(error, "retraining the model")
+            print(f"{error}; retraining {recipe.identifier}", file=sys.stderr)
+            return train_recipe(recipe, dataset, device, progress)
     print(f"{recipe.identifier} is not in the model store: training it now", file=sys.stderr)
     return train_recipe(recipe, dataset, device, progress)
 

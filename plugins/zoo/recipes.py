@@ -86,6 +86,8 @@ def parse_name(name: str) -> tuple[str, str, float, int]:
         raise PagbenchError(f"{name!r}: strength {parts[-1]!r} is not a number") from None
     if not 0 <= strength < float("inf"):
         raise PagbenchError(f"{name!r}: strength must be a finite number >= 0")
+    if parts[-2] == "standard" and strength != 0:
+        raise PagbenchError(f"{name!r}: standard training has no strength (name it {PREFIX}{'-'.join(parts[:-2])}-standard-0)")
     return "-".join(parts[:-2]), parts[-2], strength, seed
 
 
@@ -106,6 +108,8 @@ def recipe_for(dataset: str, regime: str, strength: float, seed: int = 0, preset
     """The recipe of a zoo model. ``preset="paper"`` applies the paper's gnorm lr rule
     (lr scaled by 0.01/λ_ref when λ_ref > 0.01, with λ_ref the reference constant)."""
     defaults = dict(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["cifar10"]))
+    if regime == "standard" and strength != 0:
+        raise PagbenchError(f"standard training has no strength (got {strength:g}); choose a regime with --regime")
     if strength == 0:
         regime = "standard"
     if preset == "paper" and regime == "gnorm":
