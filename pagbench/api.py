@@ -10,7 +10,6 @@ dataset, the providers and the geometry (scores and tangent bases are computed o
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from typing import Any
 
@@ -83,9 +82,8 @@ def wrap_module(module, *, name=None, card=None, mean=None, std=None, input_size
     """
     import torch
 
-    from .models import LoadedModel, normalize_module
-
-    SelectOutput, NormalizedInput, ResizedInput = _module_classes()
+    from .models import LoadedModel
+    from .wrappers import ImageClassifier, SelectOutput
     if not isinstance(module, torch.nn.Module):
         raise PagbenchError(f"pagbench.evaluate: model must be a registered model name or a torch.nn.Module, got {type(module).__name__}")
     architecture = type(module).__name__
@@ -99,63 +97,20 @@ def wrap_module(module, *, name=None, card=None, mean=None, std=None, input_size
     if output is not None:
         wrapped = SelectOutput(wrapped, output)
         recorded["output"] = f"element {output} of the module's tuple output"
+    mean_values, std_values = [0.0], [1.0]  # the identity, when only a resize is asked for
     if mean is not None:
         mean_values, std_values = _floats(mean, "mean"), _floats(std, "std")
         if not all(v > 0 for v in std_values):
             raise PagbenchError(f"pagbench.evaluate: std must be positive, got {std_values}")
-        wrapped = NormalizedInput(normalize_module(mean_values, std_values), wrapped)
         recorded["normalization"] = f"(x - mean) / std inside the model, mean={mean_values}, std={std_values}"
     if size is not None:
-        wrapped = ResizedInput(wrapped, size)
         recorded["resize"] = f"to {size[0]}x{size[1]} inside the model (bilinear, antialiased when shrinking)"
+    if mean is not None or size is not None:
+        wrapped = ImageClassifier(wrapped, mean_values, std_values, input_size=size)
     model_name = name if name is not None else f"module:{architecture}"
     if not isinstance(model_name, str) or not model_name.strip():
         raise PagbenchError(f"pagbench.evaluate: name must be a non-empty string, got {model_name!r}")
     return LoadedModel(model_name, wrapped, _card(card, architecture, {"input": recorded}), "python")
-
-
-@functools.lru_cache(maxsize=None)
-def _module_classes():
-    """The wrapper module classes (defined on first use, so importing pagbench needs no torch)."""
-    import torch
-    from torch.nn import functional
-
-    class SelectOutput(torch.nn.Module):
-        """Returns element ``index`` of the wrapped module's tuple/list output."""
-
-        def __init__(self, network, index: int):
-            super().__init__()
-            self.network, self.index = network, index
-
-        def forward(self, images):
-            output = self.network(images)
-            if not isinstance(output, (tuple, list)):
-                raise TypeError(f"output={self.index} was given but the module returned a {type(output).__name__}, not a tuple")
-            return output[self.index]
-
-    class NormalizedInput(torch.nn.Module):
-        """(x − mean) / std, then the network; the network's weights live under ``.network``."""
-
-        def __init__(self, normalize, network):
-            super().__init__()
-            self.normalize, self.network = normalize, network
-
-        def forward(self, images):
-            return self.network(self.normalize(images))
-
-    class ResizedInput(torch.nn.Module):
-        """Resizes images to ``size`` (bilinear, antialiased when shrinking), then the network."""
-
-        def __init__(self, network, size):
-            super().__init__()
-            self.network, self.size = network, tuple(size)
-
-        def forward(self, images):
-            if tuple(images.shape[-2:]) != self.size:
-                images = functional.interpolate(images, size=self.size, mode="bilinear", antialias=True, align_corners=False)
-            return self.network(images)
-
-    return SelectOutput, NormalizedInput, ResizedInput
 
 
 def evaluate(model, **options):

@@ -10,14 +10,27 @@ Reading (:func:`read_checkpoint`):
   Full pickled modules (and anything else that needs arbitrary unpickling) and TorchScript
   programs run code from the file when loaded: they are read only with ``trust=True``
   (``--trust-checkpoint``).
+* ``inert_objects=True`` reads files whose *metadata* weights-only loading refuses (a
+  dill-pickled ``args``, a cox ``Parameters``, a numpy scalar next to the weights): it is read
+  again by a restricted unpickler that rebuilds only tensors and plain containers and replaces
+  every other class or function by an :class:`InertObject` placeholder, which records what the
+  pickle passed to it and is never the file's code: nothing from the file is imported, called or
+  run. If the weights themselves are such an object (a whole pickled module), the file is refused
+  as without the flag.
 
 Fitting (:func:`fit_checkpoint`):
 
 * Wrappers ``{'state_dict' | 'model' | 'model_state_dict' | 'net' | 'ema' | ...: weights}`` are
   unwrapped (``key`` picks one explicitly, e.g. ``ema``).
 * The robustness library's layout (``module.model.*`` the network, ``module.attacker.*`` a copy
-  of it, ``module.normalizer.new_mean`` / ``new_std`` its normalisation) keeps the network, drops
-  the attacker and uses the normaliser's mean and std.
+  of it, ``module.normalizer.new_mean`` / ``new_std`` its normalisation; with or without the
+  ``module.`` of DataParallel) keeps the network, drops the attacker and uses the normaliser's
+  mean and std. That normaliser clamps its input to [0,1] first, and the clamp is part of the
+  model (zero input gradient at pixels at or beyond 0 and 1; outputs that ignore how far a
+  perturbed pixel leaves [0,1]): it is kept, on the architecture's normalisation layer, and the
+  card's ``input_clamp`` says so (``clamp=False`` drops it, and says that instead).
+* State dicts of the ``Sequential(Normalize, model)`` that older ``with_normalization`` built
+  (``0.mean``, ``0.std``, ``1.*``) load into today's wrapper (``normalize.*``, ``network.*``).
 * Prefixes ``module.`` (DataParallel), ``model.`` and ``_orig_mod.`` (``torch.compile``) are
   stripped from the start of keys (``startswith``, never a substring) when that makes more keys
   match the architecture.
@@ -39,6 +52,7 @@ import hashlib
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +92,7 @@ class Checkpoint:
     sha256: str
     content: Any
     trusted_load: bool = False  # True when reading it needed --trust-checkpoint
+    inert_objects: list[str] = field(default_factory=list)  # globals read as InertObject placeholders
 
 
 @dataclass
@@ -93,6 +108,7 @@ class FitReport:
     replaced_head: list[str] = field(default_factory=list)
     checkpoint_classes: int | None = None
     tolerated_missing: list[str] = field(default_factory=list)
+    clamp: str | None = None  # what happens to pixels outside [0,1] (set for robustness-library layouts)
 
     def as_dict(self) -> dict:
         data = {
@@ -107,6 +123,8 @@ class FitReport:
             data.update(replaced_head=self.replaced_head, checkpoint_classes=self.checkpoint_classes)
         if self.tolerated_missing:
             data["defaults_kept_for"] = self.tolerated_missing
+        if self.clamp is not None:
+            data["input_clamp"] = self.clamp
         return data
 
 
@@ -208,10 +226,148 @@ def _unsupported_global(error: BaseException) -> str:
     return match.group(1) if match else "a Python object"
 
 
-def read_checkpoint(path, trust: bool = False) -> Checkpoint:
-    """Read a weights file without running code from it (unless ``trust``); see the module doc."""
+class InertObject:
+    """Stands in for a pickled class or function that weights-only loading refuses.
+
+    Unpickling "calls" it (REDUCE / NEWOBJ / BUILD) with what the file stored; it only records
+    that: ``args`` (positional arguments) and ``state`` (what ``__setstate__`` received). Calling
+    a placeholder's result gives another placeholder. Nothing from the file is imported or run.
+    ``pickled_as`` is the global's dotted name.
+    """
+
+    pickled_as = "?"
+
+    def __new__(cls, *args, **kwargs):
+        if not isinstance(cls, type):  # NEWOBJ whose "class" is itself a placeholder's result
+            cls = type(cls)
+        instance = object.__new__(cls)
+        instance.args, instance.state = args, None
+        return instance
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return type(self)(*args)
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{self.pickled_as}: not unpickled>"
+
+
+def _inert_class(full_name: str) -> type:
+    return type(full_name.rsplit(".", 1)[-1], (InertObject,), {"pickled_as": full_name, "__module__": __name__})
+
+
+def _inert_weights(content) -> bool:
+    """True if the weights themselves (the top level, or a wrapper key's value) are placeholders."""
+    if isinstance(content, InertObject):
+        return True
+    return isinstance(content, Mapping) and any(isinstance(content.get(key), InertObject) for key in WRAPPER_KEYS)
+
+
+def _plain_data_globals() -> dict:
+    """The globals a restricted read rebuilds for real: what ``torch.save`` of tensors and plain
+    containers needs (tensor and parameter rebuilders, dtypes, ``torch.Size``, ``OrderedDict``,
+    bytes via ``_codecs.encode``, sets) and :data:`_SAFE_GLOBALS`. Storage classes are resolved by
+    torch itself. Everything else becomes an :class:`InertObject`."""
+    import _codecs
+    import collections
+
+    allowed = {"collections.OrderedDict": collections.OrderedDict, "_codecs.encode": _codecs.encode, "torch.Size": torch.Size,
+               "torch.device": torch.device, "builtins.set": set, "builtins.frozenset": frozenset,
+               "builtins.bytearray": bytearray, "builtins.complex": complex, "builtins.slice": slice}
+    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter", "_rebuild_parameter_with_state"):
+        if hasattr(torch._utils, name):
+            allowed[f"torch._utils.{name}"] = getattr(torch._utils, name)
+    for name in dir(torch):
+        if isinstance(getattr(torch, name, None), torch.dtype):
+            allowed[f"torch.{name}"] = getattr(torch, name)
+    allowed.update({f"{g.__module__}.{g.__qualname__}": g for g in _SAFE_GLOBALS})
+    return allowed
+
+
+def _restricted_pickle_module(replaced: set):
+    """A ``pickle_module`` for ``torch.load`` whose unpickler (pure Python) resolves only
+    :func:`_plain_data_globals` and replaces every other global by an :class:`InertObject`
+    subclass (recording its name in ``replaced``); BUILD only sets the state of placeholders,
+    ``OrderedDict``, ``argparse.Namespace``, tensors and parameters (as weights-only loading
+    does), never of a class or function. Torch's own wrapper still reads the tensor storages."""
+    import _compat_pickle
+    import types
+
+    allowed = _plain_data_globals()
+    buildable = (InertObject, dict, argparse.Namespace, torch.Tensor)
+
+    class RestrictedUnpickler(pickle._Unpickler):
+        dispatch = dict(pickle._Unpickler.dispatch)
+
+        def find_class(self, module, name):
+            if self.proto < 3 and self.fix_imports:
+                if (module, name) in _compat_pickle.NAME_MAPPING:
+                    module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+                elif module in _compat_pickle.IMPORT_MAPPING:
+                    module = _compat_pickle.IMPORT_MAPPING[module]
+            full_name = f"{module}.{name}"
+            if full_name in allowed:
+                return allowed[full_name]
+            replaced.add(full_name)
+            return _inert_class(full_name)
+
+        def load_build(self):
+            state = self.stack.pop()
+            instance = self.stack[-1]
+            if isinstance(instance, type) or not isinstance(instance, buildable):
+                raise pickle.UnpicklingError(f"refusing to set the state of a {type(instance).__name__}")
+            if type(instance) is torch.Tensor:  # legacy tensor state, as weights-only loading allows it
+                instance.set_(*state)
+                return
+            if isinstance(instance, InertObject) or type(instance) is torch.nn.Parameter:
+                instance.__setstate__(state)
+                return
+            if isinstance(instance, torch.Tensor):
+                raise pickle.UnpicklingError(f"refusing to set the state of a {type(instance).__name__}")
+            if isinstance(state, tuple) and len(state) == 2:
+                state, slots = state
+                if slots:
+                    raise pickle.UnpicklingError("refusing slot state")
+            if state:
+                instance.__dict__.update(state)
+
+        dispatch[pickle.BUILD[0]] = load_build
+
+    def load(file, **kwargs):
+        return RestrictedUnpickler(file, **kwargs).load()
+
+    module = types.ModuleType("pagbench_restricted_pickle")
+    module.Unpickler, module.load = RestrictedUnpickler, load
+    return module
+
+
+def _load_with_inert_objects(path: Path):
+    """Read ``path`` with the restricted unpickler of :func:`_restricted_pickle_module`; returns
+    (content, the names replaced by placeholders)."""
+    replaced: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "couldn't retrieve source code for container"
+        content = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle_module(replaced))
+    return content, sorted(replaced)
+
+
+def read_checkpoint(path, trust: bool = False, inert_objects: bool = False) -> Checkpoint:
+    """Read a weights file without running code from it (unless ``trust``); see the module doc.
+
+    ``inert_objects``: refused metadata objects become :class:`InertObject` placeholders instead
+    of making the file unreadable (never for the weights themselves).
+    """
     path = Path(path).expanduser()
     kind = sniff_format(path)
+    if kind in ("torch", "torchscript"):
+        from .integrity import verify_archive
+
+        verify_archive(path)  # torch.load does not check the zip's CRCs: a flipped bit would load
     sha256 = sha256_of(path)
     if kind == "safetensors":
         from safetensors.torch import load_file
@@ -240,6 +396,13 @@ def read_checkpoint(path, trust: bool = False) -> Checkpoint:
         refused = error
     except Exception as error:  # truncated or corrupt data: any exception the reader happens to raise
         raise PagbenchError(f"weights file {path} is truncated or corrupt ({_one_line(error)})") from error
+    if inert_objects and not trust:
+        try:
+            content, names = _load_with_inert_objects(path)
+        except Exception:  # anything the placeholders cannot stand in for: refused below
+            content, names = None, []
+        if names and content is not None and not _inert_weights(content):
+            return Checkpoint(path, kind, sha256, content, inert_objects=names)
     if not trust:
         raise PagbenchError(
             f"weights file {path} holds pickled Python objects ({_unsupported_global(refused)}), e.g. a whole model rather than a "
@@ -300,11 +463,43 @@ def _shape(tensor) -> str:
     return "x".join(map(str, tensor.shape)) or "scalar"
 
 
+#: What the card says about pixels outside [0,1] for robustness-library checkpoints.
+CLAMP_KEPT = "clamped to [0,1] before normalisation, as the robustness library's InputNormalize does (zero gradient at pixels at or beyond 0 and 1)"
+CLAMP_DROPPED = "none: pixels outside [0,1] pass unclamped (clamp=false; the robustness library itself clamps them to [0,1])"
+CLAMP_UNAVAILABLE = (
+    "none: the architecture's normalisation layer cannot clamp, but the robustness library clamps inputs to [0,1]; "
+    "outputs differ for inputs outside [0,1] and gradients at pixels at 0 or 1"
+)
+
+
 def is_robustness_layout(state: Mapping) -> bool:
     """The robustness library's ``AttackerModel`` layout: ``[module.]model.*`` next to
     ``[module.]attacker.*`` and/or ``[module.]normalizer.*``."""
     keys = [key[len("module.") :] if key.startswith("module.") else key for key in state]
     return any(k.startswith("model.") for k in keys) and any(k.startswith(("attacker.", "normalizer.")) for k in keys)
+
+
+def split_robustness_layout(state: Mapping):
+    """An ``AttackerModel`` state dict (``[module.]model.*``, ``[module.]attacker.*``,
+    ``[module.]normalizer.new_mean/new_std``) → (the network's weights, (new_mean, new_std) or
+    None). The attacker's copy of the network is dropped."""
+    plain = {(key[len("module.") :] if key.startswith("module.") else key): value for key, value in state.items()}
+    mean, std = plain.get("normalizer.new_mean"), plain.get("normalizer.new_std")
+    network = {key[len("model.") :]: value for key, value in plain.items() if key.startswith("model.")}
+    return network, ((mean, std) if mean is not None and std is not None else None)
+
+
+def _from_legacy_sequential(state: dict) -> dict:
+    """``0.mean``/``0.std``/``1.*`` (the Sequential that older ``with_normalization`` built) →
+    ``normalize.*``/``network.*``; other state dicts unchanged."""
+    if "0.mean" not in state or "0.std" not in state:
+        return state
+    rest = [key for key in state if key not in ("0.mean", "0.std")]
+    if not rest or not all(key.startswith("1.") for key in rest):
+        return state
+    renamed = {"normalize.mean": state["0.mean"], "normalize.std": state["0.std"]}
+    renamed.update({"network." + key[2:]: state[key] for key in rest})
+    return renamed
 
 
 def _strip_candidates(state: dict) -> list[tuple[dict, list[str]]]:
@@ -332,6 +527,8 @@ def _as_normalization(values, reference, what: str, source: str):
         tensor = tensor.expand(reference.numel())
     if tensor.numel() != reference.numel():
         raise PagbenchError(f"{source}: its normalisation {what} has {tensor.numel()} values, the architecture's has {reference.numel()}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise PagbenchError(f"{source}: its normalisation {what} holds non-finite values {tensor.tolist()}")
     if what == "std" and not bool((tensor > 0).all()):
         raise PagbenchError(f"{source}: its normalisation std must be positive, got {tensor.tolist()}")
     return tensor.reshape(reference.shape).clone()
@@ -347,13 +544,17 @@ def fit_checkpoint(
     source: str = "checkpoint",
     architecture: str = "the architecture",
     report: FitReport | None = None,
+    clamp: bool | None = None,
 ) -> FitReport:
     """Load ``state`` (a dict of tensors) into ``module`` strictly; see the module doc.
 
     ``module`` is an untrained architecture, e.g. a :class:`pagbench.wrappers.ImageClassifier`
     (the weights then load into ``module.network``, or into the whole wrapper if the keys say so).
     ``normalization`` = (mean, std) given by the user overrides any normalisation in ``state``.
-    ``num_classes`` is the dataset's class count. Raises a one-line :class:`PagbenchError`.
+    ``num_classes`` is the dataset's class count. ``clamp``: None clamps inputs to [0,1] for
+    robustness-library layouts only (as that library does), True / False force it on / off (on
+    normalisation layers made by :func:`pagbench.models.normalize_module`). Raises a one-line
+    :class:`PagbenchError`.
     """
     from .wrappers import ImageClassifier, normalizers
 
@@ -362,13 +563,17 @@ def fit_checkpoint(
     if not state:
         raise PagbenchError(f"{source} holds no tensors")
     found_normalization = None
-    if is_robustness_layout(state):
-        plain = {(key[len("module.") :] if key.startswith("module.") else key): value for key, value in state.items()}
-        mean, std = plain.get("normalizer.new_mean"), plain.get("normalizer.new_std")
-        state = {key[len("model.") :]: value for key, value in plain.items() if key.startswith("model.")}
+    robustness = is_robustness_layout(state)
+    if robustness:
+        state, stored = split_robustness_layout(state)
         report.layout = "robustness library: module.model.* kept, module.attacker.* and module.normalizer.* dropped"
-        if mean is not None and std is not None:
-            found_normalization = (mean, std, "checkpoint (robustness library module.normalizer.new_mean/new_std)")
+        if stored is not None:
+            found_normalization = (*stored, "checkpoint (robustness library module.normalizer.new_mean/new_std)")
+    elif isinstance(module, ImageClassifier):
+        legacy = _from_legacy_sequential(state)
+        if legacy is not state:
+            state = legacy
+            report.layout = "Sequential(Normalize, network) of older with_normalization: 0.* -> normalize.*, 1.* -> network.*"
 
     targets = [("", module)]
     if isinstance(module, ImageClassifier):
@@ -438,6 +643,11 @@ def fit_checkpoint(
     if normalization is not None:
         found_normalization = (normalization[0], normalization[1], "model options mean/std")
     all_normalizers = normalizers(module)
+    for name, normalizer in all_normalizers.items():
+        for buffer in ("mean", "std"):
+            values = getattr(normalizer, buffer)
+            if not bool(torch.isfinite(values).all()):
+                raise PagbenchError(f"{source}: its normalisation {buffer} ({name + '.' if name else ''}{buffer}) holds non-finite values {values.flatten().tolist()}")
     if found_normalization is not None:
         mean, std, where = found_normalization
         if len(all_normalizers) != 1:
@@ -453,4 +663,17 @@ def fit_checkpoint(
     if len(all_normalizers) == 1:
         (normalizer,) = all_normalizers.values()
         report.mean, report.std = normalizer.mean.flatten().tolist(), normalizer.std.flatten().tolist()
+    wanted = robustness if clamp is None else bool(clamp)
+    can_clamp = len(all_normalizers) == 1 and hasattr(next(iter(all_normalizers.values())), "clamp")
+    if robustness or clamp is not None:
+        if can_clamp:
+            next(iter(all_normalizers.values())).clamp = wanted
+        if wanted and not can_clamp:
+            report.clamp = CLAMP_UNAVAILABLE
+            if clamp:
+                raise PagbenchError(f"{architecture} has no pagbench normalisation layer that could clamp its input to [0,1]")
+        elif wanted:
+            report.clamp = CLAMP_KEPT if robustness else "clamped to [0,1] before normalisation"
+        else:
+            report.clamp = CLAMP_DROPPED if robustness else "none"
     return report

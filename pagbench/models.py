@@ -28,8 +28,14 @@ class LoadedModel:
     plugin: str
 
 
-def normalize_module(mean, std):
-    """A module mapping [0,1] images to (x − mean) / std per channel (buffers, not parameters)."""
+def normalize_module(mean, std, clamp: bool = False):
+    """A module mapping [0,1] images to (x − mean) / std per channel (buffers, not parameters).
+
+    ``clamp=True`` first clamps the images to [0,1], as the robustness library's
+    ``InputNormalize`` does: outputs then ignore how far a pixel lies outside [0,1], and the
+    input gradient is zero at pixels at or beyond 0 and 1 (torch's clamp passes no gradient
+    there). The flag is the attribute ``clamp``, not state, so it changes no checkpoint keys.
+    """
     import torch
 
     class Normalize(torch.nn.Module):
@@ -37,18 +43,33 @@ def normalize_module(mean, std):
             super().__init__()
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            self.clamp = bool(clamp)
 
         def forward(self, images):
+            if self.clamp:
+                images = torch.clamp(images, 0, 1)
             return (images - self.mean) / self.std
+
+        def extra_repr(self) -> str:
+            return "clamp to [0,1] first" if self.clamp else ""
 
     return Normalize()
 
 
-def with_normalization(model, mean, std):
-    """``Sequential(Normalize(mean, std), model)``: a model taking [0,1] images."""
-    import torch
+def with_normalization(model, mean, std, clamp: bool = False):
+    """``model`` behind a per-channel normalisation, (x − mean) / std: a model taking [0,1] images.
 
-    return torch.nn.Sequential(normalize_module(mean, std), model)
+    Returns a :class:`pagbench.wrappers.ImageClassifier` (no resizing, no channel change): the
+    network is ``.network`` and the normalisation buffers are ``.normalize.mean`` /
+    ``.normalize.std``, so a checkpoint of ``model`` loads into it with ``checkpoint:PATH --arch``
+    (and a checkpoint holding the normalisation too replaces the defaults). ``clamp=True`` clamps
+    the images to [0,1] before normalising (see :func:`normalize_module`).
+    """
+    from .wrappers import ImageClassifier
+
+    wrapper = ImageClassifier(model, mean, std)
+    wrapper.normalize.clamp = bool(clamp)
+    return wrapper
 
 
 def resolve_device(device: str) -> "torch.device":
@@ -217,7 +238,7 @@ def check_output_shape(model, dataset, device, split: str | None = None) -> None
             ) from error
     if not isinstance(output, torch.Tensor):
         hint = (
-            " (for a module returning (logits, ...), pass output=0 to pagbench.evaluate)"
+            " (for a module returning (logits, ...), pass output=0 to pagbench.evaluate or --model-option output=0)"
             if isinstance(output, (tuple, list))
             else ""
         )

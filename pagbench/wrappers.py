@@ -47,6 +47,21 @@ def crop_box(height: int, width: int, crop) -> tuple[int, int]:
     return int(round((height - crop_height) / 2.0)), int(round((width - crop_width) / 2.0))
 
 
+class SelectOutput(nn.Module):
+    """Element ``index`` of the output of a network that returns a tuple or list, e.g. the
+    logits of the robustness library's ``AttackerModel`` (which returns ``(logits, input)``)."""
+
+    def __init__(self, network: nn.Module, index: int):
+        super().__init__()
+        self.network, self.index = network, int(index)
+
+    def forward(self, images):
+        output = self.network(images)
+        if not isinstance(output, (tuple, list)):
+            raise TypeError(f"output={self.index} was given but the network returned a {type(output).__name__}, not a tuple")
+        return output[self.index]
+
+
 class ImageClassifier(nn.Module):
     """[0,1] images (B, C, H, W) → logits of ``network``.
 

@@ -118,7 +118,7 @@ def test_robustness_library_layout_keeps_model_drops_attacker_uses_normalizer(tm
     state.update({f"module.attacker.model.{k}": torch.zeros_like(v) for k, v in network.items()})
     state.update({
         "module.normalizer.new_mean": mean.view(3, 1, 1), "module.normalizer.new_std": std.view(3, 1, 1),
-        "module.attacker.normalizer.new_mean": mean.view(3, 1, 1), "module.attacker.normalizer.new_std": std.view(3, 1, 1),
+        "module.attacker.normalize.new_mean": mean.view(3, 1, 1), "module.attacker.normalize.new_std": std.view(3, 1, 1),
     })
     path = tmp_path / "robust.pt"
     torch.save({"model": state, "optimizer": {}, "schedule": None, "epoch": 150}, path)
@@ -131,6 +131,34 @@ def test_robustness_library_layout_keeps_model_drops_attacker_uses_normalizer(tm
     reference.normalize.mean.copy_(mean.view(1, 3, 1, 1))
     reference.normalize.std.copy_(std.view(1, 3, 1, 1))
     _same_outputs(loaded, reference, images)  # the attacker's zero weights were not used
+
+
+def test_robustness_library_layout_keeps_the_library_clamp_and_records_it(tmp_path, dataset, source, images):
+    """The library's normaliser clamps to [0,1] first: outside [0,1] the loaded model equals
+    clamp-then-normalise (zero gradient at saturated pixels); other layouts are not clamped."""
+    from pagbench.checkpoints import CLAMP_KEPT
+
+    network = _state(source, drop_normalizer=True)
+    mean, std = torch.tensor([0.4, 0.45, 0.5]), torch.tensor([0.2, 0.25, 0.3])
+    state = {f"model.{k}": v for k, v in network.items()}  # saved without DataParallel's module.
+    state.update({"normalizer.new_mean": mean.view(3, 1, 1), "normalizer.new_std": std.view(3, 1, 1)})
+    path = tmp_path / "robust.pt"
+    torch.save({"model": state, "epoch": 2}, path)
+    loaded = _load(f"checkpoint:{path}", dataset, arch=ZOO)
+    assert loaded.card.provenance["input_clamp"] == CLAMP_KEPT
+    perturbed = (images + 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    import copy
+
+    reference = copy.deepcopy(source)  # the module-scoped fixture stays as it is
+    reference.normalize.mean.copy_(mean.view(1, 3, 1, 1))
+    reference.normalize.std.copy_(std.view(1, 3, 1, 1))
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(perturbed), reference(perturbed.clamp(0, 1)), atol=1e-5)
+    (gradient,) = torch.autograd.grad(loaded.module(perturbed).sum(), perturbed)
+    assert bool((gradient[(perturbed <= 0) | (perturbed >= 1)] == 0).all())
+    plain = tmp_path / "plain.pt"
+    torch.save(_state(source), plain)
+    assert "input_clamp" not in _load(f"checkpoint:{plain}", dataset, arch=ZOO).card.provenance
 
 
 def test_missing_normalisation_keeps_the_architecture_default_and_says_so(tmp_path, dataset, source):
@@ -227,6 +255,58 @@ def test_whole_module_needs_trust_then_loads_without_arch(tmp_path, dataset, ima
     loaded = _load(f"checkpoint:{path}", dataset, trust_checkpoint=True)
     _same_outputs(loaded, module, images)
     assert loaded.card.architecture == "_Linear" and loaded.card.provenance["trusted_load"] is True
+
+
+class AttackerModel(_Linear):
+    """Named like the robustness library's wrapper, whose forward returns (logits, input)."""
+
+    def forward(self, images):
+        return super().forward(images), images
+
+
+class _Pair(AttackerModel):
+    pass
+
+
+def test_whole_module_with_tuple_output(tmp_path, dataset, images):
+    from pagbench.models import check_output_shape
+
+    torch.manual_seed(0)
+    attacker, pair = AttackerModel(), _Pair()
+    torch.save(attacker, tmp_path / "attacker.pt")
+    torch.save(pair, tmp_path / "pair.pt")
+    loaded = _load(f"checkpoint:{tmp_path / 'attacker.pt'}", dataset, trust_checkpoint=True)  # recognised by its class
+    assert "AttackerModel" in loaded.card.provenance["output"]
+    _same_outputs(loaded, lambda x: attacker(x)[0], images)
+    unknown = _load(f"checkpoint:{tmp_path / 'pair.pt'}", dataset, trust_checkpoint=True)
+    with pytest.raises(PagbenchError, match=r"returned a tuple.*--model-option output=0"):
+        check_output_shape(unknown.module, dataset, "cpu")
+    chosen = _load(f"checkpoint:{tmp_path / 'pair.pt'}", dataset, trust_checkpoint=True, output="0")
+    _same_outputs(chosen, lambda x: pair(x)[0], images)
+    for bad, message in (("x", "expected the integer index"), ("-1", "index >= 0")):
+        with pytest.raises(PagbenchError, match=message):
+            _load(f"checkpoint:{tmp_path / 'pair.pt'}", dataset, trust_checkpoint=True, output=bad)
+
+
+def test_non_finite_normalisation_buffers_are_refused(tmp_path, dataset, source):
+    state = _state(source)
+    state["normalize.mean"] = torch.tensor([0.5, float("nan"), 0.5]).view(1, 3, 1, 1)
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(PagbenchError, match="non-finite"):
+        _load(f"checkpoint:{tmp_path / 'nan.pt'}", dataset, arch=ZOO)
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_refused(tmp_path, dataset, source):
+    path = tmp_path / "flipped.pt"
+    torch.save(_state(source), path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+        offset = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra) + member.file_size // 2
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(PagbenchError, match="damaged zip archive"):
+        _load(f"checkpoint:{path}", dataset, arch=ZOO)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")

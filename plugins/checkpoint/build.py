@@ -12,7 +12,7 @@ from pagbench.models import BuiltModel, build_architecture, describe_options, op
 from . import PREFIX
 
 #: Options the checkpoint family uses itself; any other option is passed to the --arch builder.
-OWN_OPTIONS = ("arch", "trust_checkpoint", "replace_head", "checkpoint_key", "mean", "std")
+OWN_OPTIONS = ("arch", "trust_checkpoint", "replace_head", "checkpoint_key", "mean", "std", "output")
 
 
 def _floats(options: dict, key: str):
@@ -36,6 +36,21 @@ def _normalization(options: dict):
     return None if mean is None else (mean, std)
 
 
+def _output_index(options: dict, module) -> int | None:
+    """``--model-option output=N`` for a whole module returning a tuple; a robustness-library
+    ``AttackerModel`` (whose forward returns ``(logits, input)``) is recognised by its class."""
+    value = options.get("output")
+    if value is None:
+        return 0 if type(module).__name__ == "AttackerModel" else None
+    try:
+        index = int(str(value))
+    except ValueError:
+        raise PagbenchError(f"--model-option output: expected the integer index of the logits, got {value!r}") from None
+    if index < 0:
+        raise PagbenchError(f"--model-option output: expected an index >= 0, got {index}")
+    return index
+
+
 def _check_architecture_name(arch: str) -> None:
     from pagbench.entries import ModelFamily
     from pagbench.registry import models
@@ -53,6 +68,8 @@ def checkpoint_model(name: str, dataset, options: dict) -> BuiltModel:
         raise PagbenchError(f"{name} takes its weights from {path}; --weights is for models such as timm:NAME")
     arch = options.get("arch")
     passthrough = {key: value for key, value in options.items() if key not in OWN_OPTIONS}
+    if arch is not None and "output" in options:
+        raise PagbenchError("--model-option output applies to whole modules (no --arch)")
     if arch is None and passthrough:
         raise PagbenchError(f"{describe_options(passthrough)} would go to the architecture, but no --arch was given")
     normalization = _normalization(options)
@@ -77,6 +94,14 @@ def checkpoint_model(name: str, dataset, options: dict) -> BuiltModel:
         if replace_head:
             raise PagbenchError("--replace-head needs --arch (pagbench cannot find the head of an arbitrary module)")
         module = content.float() if not isinstance(content, torch.jit.ScriptModule) else content
+        output = _output_index(options, content)
+        if output is not None:
+            from pagbench.wrappers import SelectOutput
+
+            module = SelectOutput(module, output)
+            provenance["output"] = f"element {output} of the module's tuple output" + (
+                " (a robustness-library AttackerModel returns (logits, input))" if "output" not in options else ""
+            )
         if normalization is not None:
             module = with_normalization(module, *normalization)
         provenance.update(
