@@ -38,7 +38,7 @@ def main() -> None:
     import torch
 
     import pagbench
-    from pagbench.cli import parse_floats
+    from pagbench.console import parse_floats
     from pagbench.paths import write_atomic
 
     torch.set_num_threads(args.threads)

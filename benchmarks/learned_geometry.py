@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pagbench.metrics.score_cosine import cosine
+    from pagbench_plugins.metrics.score_cosine import cosine
     from pagbench.registry import datasets, manifold_providers, score_providers
 
     dataset = datasets().get("synthetic").factory(None)

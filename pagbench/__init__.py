@@ -6,7 +6,7 @@ that ``pagbench evaluate --model bayes`` writes; ``pagbench.evaluate(my_module)`
 Heavy libraries load lazily.
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from .entries import (  # noqa: E402
     DatasetEntry,

@@ -141,7 +141,10 @@ def evaluate(model, **options):
         raise PagbenchError(f"pagbench.evaluate: {', '.join(module_arguments)} apply to torch.nn.Module models; none was given")
     if "name" in module_arguments and (len(modules) > 1 or named):
         raise PagbenchError("pagbench.evaluate: name= names one module; for several, pass a dict {name: module}")
-    fields = {f.name for f in dataclasses.fields(EvaluationOptions)} - {"model"}
+    from .options import declared_metric_options
+
+    declared = {name: option for name, option in declared_metric_options().items()}
+    fields = ({f.name for f in dataclasses.fields(EvaluationOptions)} | set(declared)) - {"model"}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise PagbenchError(f"pagbench.evaluate: unknown argument(s) {', '.join(unknown)}; options are {', '.join(sorted(fields | set(_RUN_ARGUMENTS) | set(_MODULE_ARGUMENTS)))}")
@@ -149,7 +152,7 @@ def evaluate(model, **options):
         raise PagbenchError("pagbench.evaluate: model_options must be a dict")
     if "metrics" in options and isinstance(options["metrics"], str):
         options["metrics"] = (options["metrics"],)
-    for key in ("metrics", "robustness_epsilons", "noise_levels"):
+    for key in ("metrics", *(name for name, option in declared.items() if option.type == "floats")):
         if options.get(key) is not None:
             options[key] = tuple(options[key])
 
@@ -161,13 +164,13 @@ def evaluate(model, **options):
         if isinstance(item, str):
             if key is not None and key != item:
                 raise PagbenchError(f"pagbench.evaluate: {key!r}: a registered model keeps its own name ({item!r}); rename modules only")
-            all_options.append(EvaluationOptions(model=item, **options))
+            all_options.append(EvaluationOptions.create(model=item, **options))
             loaded.append(None)
         elif _is_module(item):
             wrapped = wrap_module(item, **({**module_arguments, "name": key} if key is not None else module_arguments))
             if options.get("model_options"):
                 raise PagbenchError("pagbench.evaluate: model_options apply to registered models; a module is used as it is")
-            all_options.append(EvaluationOptions(model=wrapped.name, **options))
+            all_options.append(EvaluationOptions.create(model=wrapped.name, **options))
             loaded.append(wrapped)
         else:
             raise PagbenchError(f"pagbench.evaluate: model must be a registered model name or a torch.nn.Module, got {type(item).__name__}")

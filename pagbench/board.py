@@ -197,8 +197,31 @@ sensitivity fell below {on_collapse} × the reference's. The standard and Bayes-
 references (`-`).
 """
 
-COLUMNS = ("#", "model", "regime, strength", "accuracy", "score_cosine ± se", "lpips_alignment", "on_manifold_fraction",
-           "off/on ratio", "regime label", "images", "pagbench", "config", "gallery")
+#: The columns before and after the metric columns; the metric columns come from the registered
+#: metrics' :class:`~pagbench.metrics.BoardColumn` declarations (see :func:`metric_columns`).
+LEADING_COLUMNS = ("#", "model", "regime, strength")
+TRAILING_COLUMNS = ("regime label", "images", "pagbench", "config", "gallery")
+
+
+def declared_columns() -> list:
+    """Every registered metric's :class:`~pagbench.metrics.BoardColumn`, ordered by position."""
+    from . import registry
+
+    columns = []
+    for metric in registry.metrics():
+        columns += [(column, metric.name) for column in metric.board_columns]
+    return sorted(columns, key=lambda item: (item[0].position, item[0].header))
+
+
+def metric_columns(rows: list[Entry]) -> list:
+    """(column, metric name) pairs shown for ``rows``: the ``always`` ones and those some row reports."""
+    shown = []
+    for column, metric in declared_columns():
+        reason_name = column.unavailable_as or metric
+        if column.always or any(column.output in entry.result.get("metrics", {}) or
+                                reason_name in (entry.result.get("unavailable") or {}) for entry in rows):
+            shown.append((column, metric))
+    return shown
 
 
 def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
@@ -231,19 +254,18 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
         if (root / overview_path(dataset)).is_file():
             lines.append(f"All models side by side: [gradient gallery]({overview_path(dataset)}).")
         lines.append("")
-        lines.append("| " + " | ".join(COLUMNS) + " |")
-        lines.append("|" + "|".join("---:" if column in ("#", "images") else "---" for column in COLUMNS) + "|")
+        shown = metric_columns(rows)
+        header = LEADING_COLUMNS + tuple(column.header for column, _ in shown) + TRAILING_COLUMNS
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---:" if column in ("#", "images") else "---" for column in header) + "|")
         for rank, entry in enumerate(rows, start=1):
             gallery = f"[png]({gallery_path(entry)})" if (root / gallery_path(entry)).is_file() else "-"
             cells = [
                 str(rank),
                 f"[{_escape(entry.model)}]({card_path(entry)})",
                 regime_text(entry),
-                _cell(entry, "accuracy", "accuracy", notes),
-                _cell(entry, "score_cosine", "score_cosine", notes, with_stderr=True),
-                _cell(entry, "lpips_alignment", "lpips_alignment", notes),
-                _cell(entry, "on_manifold_fraction", "on_manifold_fraction", notes),
-                _cell(entry, RATIO, "manifold_robustness", notes),
+                *(_cell(entry, column.output, column.unavailable_as or metric, notes, with_stderr=column.with_stderr)
+                  for column, metric in shown),
                 labels[entry.path],
                 str(entry.config["num_images"]),
                 _escape(entry.result.get("pagbench_version", "-")),

@@ -7,21 +7,14 @@ code 2, never a traceback. Plugins add commands through the ``register_commands`
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
-from . import __version__
+from .version import __version__
+from .console import console, parse_floats  # noqa: F401  (re-exported for old callers)
 from .errors import PagbenchError, Terminated
-
-
-def console(stderr: bool = False):
-    """A rich console; when not writing to a terminal, wide enough that tables do not wrap."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
-    return Console(stderr=stderr, width=width)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -41,28 +34,6 @@ class PagbenchGroup(click.Group):
             fail("terminated (SIGTERM)", Terminated.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
-
-
-def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    """``"0.1,1,10"`` → (0.1, 1.0, 10.0); ``"lo:hi:n"`` → n log-spaced values from lo to hi."""
-    if text is None:
-        return None
-    try:
-        if ":" in text:
-            low, high, count = text.split(":")
-            low, high, count = float(low), float(high), int(count)
-            if low <= 0 or high <= 0 or count < 1:
-                raise ValueError
-            if count == 1:
-                return (low,)
-            ratio = (high / low) ** (1.0 / (count - 1))
-            return tuple(low * ratio**i for i in range(count))
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise PagbenchError(f"{option}: expected comma-separated numbers or lo:hi:n, got {text!r}") from None
-    if not values:
-        raise PagbenchError(f"{option}: empty list")
-    return values
 
 
 @click.group(cls=PagbenchGroup)
@@ -247,9 +218,6 @@ def evaluation_options(function):
         click.option("--score-provider", default=None, help="Score provider (default: the dataset's)."),
         click.option("--manifold-provider", default=None, help="Manifold provider (default: the dataset's)."),
         click.option("--metric", "metric_names", multiple=True, help="Only these metrics (repeatable)."),
-        click.option("--epsilons", default=None, help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),
-        click.option("--headline-epsilon", type=float, default=None, help="ε reported as a number (must be in the grid)."),
-        click.option("--noise-levels", default=None, help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
         click.option("--data-root", default=None, type=click.Path(), help="Directory holding local dataset copies."),
         click.option("--provider-option", "provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
         click.option("--trust-pickle", is_flag=True, help="Allow score providers to unpickle model files (this runs code stored in them)."),
@@ -302,7 +270,15 @@ def _options_from(kwargs: dict, model: str):
     provider_options = _key_values(kwargs["provider_option"], "--provider-option")
     if kwargs.get("trust_pickle"):
         provider_options["trust_pickle"] = "1"
-    return EvaluationOptions(
+    metric_values = {}
+    for name, declared in _declared_metric_options().items():
+        value = kwargs.get(name)
+        if declared.type == "floats":
+            value = parse_floats(value, declared.cli_flag)
+        elif declared.type == "flag":
+            value = True if value else None
+        metric_values[name] = value
+    return EvaluationOptions.create(
         model=model,
         dataset=kwargs["dataset"],
         split=kwargs["split"],
@@ -316,14 +292,46 @@ def _options_from(kwargs: dict, model: str):
         score_provider=kwargs["score_provider"],
         manifold_provider=kwargs["manifold_provider"],
         metrics=tuple(kwargs["metric_names"]) or None,
-        robustness_epsilons=parse_floats(kwargs["epsilons"], "--epsilons"),
-        headline_epsilon=kwargs["headline_epsilon"],
-        noise_levels=parse_floats(kwargs["noise_levels"], "--noise-levels"),
         data_root=kwargs["data_root"],
         lpips_random_backbone=kwargs["lpips_random_backbone"],
         provider_options=provider_options,
         model_options=_model_options(kwargs),
+        **metric_values,
     )
+
+
+def _declared_metric_options() -> dict:
+    from .options import declared_metric_options
+
+    return declared_metric_options()
+
+
+_CLICK_TYPES = {"float": float, "int": int, "str": str, "floats": str}
+
+
+def metric_click_options() -> list[click.Option]:
+    """The click options generated from every registered metric's :class:`~pagbench.metrics.MetricOption`."""
+    params = []
+    for name, declared in _declared_metric_options().items():
+        if declared.type == "flag":
+            params.append(click.Option([declared.cli_flag, name], is_flag=True, default=False, help=declared.help))
+        else:
+            params.append(click.Option([declared.cli_flag, name], type=_CLICK_TYPES[declared.type], default=None, help=declared.help))
+    return params
+
+
+def add_metric_options(commands) -> None:
+    """Insert the metric-declared options into ``commands`` (after ``--metric``), once each; options
+    generated earlier for metrics no longer registered (a test's throwaway plugin) are removed."""
+    generated = metric_click_options()
+    for param in generated:
+        param.metric_option = True
+    for command in commands:
+        command.params = [param for param in command.params if not getattr(param, "metric_option", False)]
+        present = {param.name for param in command.params}
+        after = next((index for index, param in enumerate(command.params) if param.name == "metric_names"), len(command.params) - 1)
+        for offset, param in enumerate(param for param in generated if param.name not in present):
+            command.params.insert(after + 1 + offset, param)
 
 
 def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, output_dir: str, per_image: bool) -> list[dict]:
@@ -363,10 +371,10 @@ def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, o
 @click.option("--per-image", is_flag=True, help="Also store per-image values in the result.")
 def evaluate_command(models, output, output_dir, per_image, **kwargs):
     """Evaluate models' PAG metrics and write one JSON result per model."""
-    import warnings
+    from .errors import DegenerateImagesWarning
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # reported in the table and the result instead
+        warnings.simplefilter("ignore", DegenerateImagesWarning)  # the table reports it; other warnings stay visible
         results = run_evaluations(models, kwargs, output, output_dir, per_image)
     _report(results)
 
@@ -381,10 +389,10 @@ DEMO_MODELS = ("bayes", "resnet18-synthetic-standard-0", "resnet18-synthetic-noi
 @click.option("--output-dir", default="results", show_default=True, type=click.Path())
 def demo_command(models, output_dir, **kwargs):
     """The main job on the embedded dataset: the Bayes-optimal model against trained CNNs."""
-    import warnings
+    from .errors import DegenerateImagesWarning
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", DegenerateImagesWarning)  # the table reports it; other warnings stay visible
         results = run_evaluations(models, kwargs, None, output_dir, False)
     _report(results)
 
@@ -400,6 +408,10 @@ def build_cli() -> click.Group:
     from .plugins import get_plugin_manager, record_failure
 
     manager = get_plugin_manager()
+    try:
+        add_metric_options([evaluate_command, demo_command])
+    except Exception as error:  # a metric declaring an option twice, differently: report, keep the CLI
+        record_failure("metrics", None, error)
     for implementation in manager.hook.register_commands.get_hookimpls():
         try:
             implementation.function(**{name: cli for name in implementation.argnames})

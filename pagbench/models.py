@@ -29,31 +29,11 @@ class LoadedModel:
 
 
 def normalize_module(mean, std, clamp: bool = False):
-    """A module mapping [0,1] images to (x − mean) / std per channel (buffers, not parameters).
+    """A module mapping [0,1] images to (x − mean) / std per channel; see
+    :func:`pagbench.wrappers.normalize_module` (imported lazily: it imports torch)."""
+    from .wrappers import normalize_module as build
 
-    ``clamp=True`` first clamps the images to [0,1], as the robustness library's
-    ``InputNormalize`` does: outputs then ignore how far a pixel lies outside [0,1], and the
-    input gradient is zero at pixels at or beyond 0 and 1 (torch's clamp passes no gradient
-    there). The flag is the attribute ``clamp``, not state, so it changes no checkpoint keys.
-    """
-    import torch
-
-    class Normalize(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-            self.clamp = bool(clamp)
-
-        def forward(self, images):
-            if self.clamp:
-                images = torch.clamp(images, 0, 1)
-            return (images - self.mean) / self.std
-
-        def extra_repr(self) -> str:
-            return "clamp to [0,1] first" if self.clamp else ""
-
-    return Normalize()
+    return build(mean, std, clamp)
 
 
 def with_normalization(model, mean, std, clamp: bool = False):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,55 @@ class EvaluationOptions:
     lpips_random_backbone: bool = False
     provider_options: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
+    #: values of options declared by metrics (:class:`pagbench.metrics.MetricOption`) that are not
+    #: fields above; recorded in the configuration at the top level, like the fields
+    metric_options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The configuration as recorded in a result: the fields, with ``metric_options`` spread
+        to the top level (absent when empty, so results of runs without them keep their layout)."""
+        config = asdict(self)
+        extra = config.pop("metric_options")
+        for name, value in extra.items():
+            config[name] = list(value) if isinstance(value, tuple) else value
+        return config
+
+    def metric_option(self, name: str, default=None):
+        """A metric option's value: the field ``name`` if there is one, else ``metric_options[name]``;
+        ``default`` when it is unset (None)."""
+        value = getattr(self, name) if name in _FIELD_NAMES else self.metric_options.get(name)
+        return default if value is None else value
+
+    @classmethod
+    def create(cls, **values) -> "EvaluationOptions":
+        """Build options from keywords, routing names declared by a registered metric that are not
+        fields into ``metric_options``; an unknown name is a one-line :class:`PagbenchError`."""
+        from .errors import PagbenchError
+
+        declared = declared_metric_options()
+        extra = dict(values.pop("metric_options", None) or {})
+        for name in list(values):
+            if name not in _FIELD_NAMES:
+                if name not in declared:
+                    raise PagbenchError(f"unknown option {name!r}; options are {', '.join(sorted(_FIELD_NAMES | set(declared)))}")
+                extra[name] = values.pop(name)
+        extra = {name: tuple(value) if isinstance(value, list) else value for name, value in extra.items() if value is not None}
+        return cls(**values, metric_options=extra)
+
+
+def declared_metric_options() -> dict:
+    """name → :class:`~pagbench.metrics.MetricOption` over every registered metric."""
+    from . import registry
+    from .metrics import metric_option_declarations
+
+    return metric_option_declarations(registry.metrics())
+
+
+def metric_options_from_config(config: dict) -> dict:
+    """The ``metric_options`` of the run that recorded ``config`` (the declared metric options
+    that are not :class:`EvaluationOptions` fields), for re-evaluating it."""
+    return {name: tuple(config[name]) if isinstance(config[name], list) else config[name]
+            for name in declared_metric_options() if name not in _FIELD_NAMES and config.get(name) is not None}
+
+
+_FIELD_NAMES = frozenset(item.name for item in fields(EvaluationOptions))

@@ -19,6 +19,11 @@ def cache_dir() -> Path:
     return Path(base) / "pagbench"
 
 
+def offline() -> bool:
+    """True when ``$PAGBENCH_OFFLINE`` is set to anything but "", "0", "false" or "no": nothing is downloaded."""
+    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+
+
 def write_atomic(path: str | os.PathLike, write) -> Path:
     """Write a file through ``write(handle)`` into a temporary sibling, then rename it into place.
 

@@ -126,7 +126,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
     def builtin(entry_point) -> bool:
         distribution = entry_point.dist.name if entry_point.dist else None
-        return distribution == BUILTIN_DISTRIBUTION or str(entry_point.value).startswith("pagbench_plugins")
+        return distribution == BUILTIN_DISTRIBUTION
 
     found.sort(key=lambda entry_point: not builtin(entry_point))  # stable: built-ins first
     for entry_point in found:

@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .errors import PagbenchError
 from .paths import write_json_atomic
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .aggregate import summarize
 from .cache import GeometryCache
-from .errors import MetricUnavailable, PagbenchError
+from .errors import DegenerateImagesWarning, MetricUnavailable, PagbenchError
 from .gradients import GRADIENTS, input_gradients
 from .options import EvaluationOptions
 from .scores import PAIRED_SCORE, SCORE_KINDS
@@ -357,7 +357,7 @@ def evaluate(
         message = (f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from "
                    f"gradient metrics" + ("; non-finite outputs count as wrong for accuracy" if degenerate["nonfinite_logits"] else ""))
         messages.append(message)
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, DegenerateImagesWarning, stacklevel=2)
 
     timing["per_metric_seconds"] = per_metric
     timing["prepare_seconds"] = setup.prepare_seconds

@@ -14,7 +14,32 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from .models import normalize_module
+
+def normalize_module(mean, std, clamp: bool = False):
+    """A module mapping [0,1] images to (x − mean) / std per channel (buffers, not parameters).
+
+    ``clamp=True`` first clamps the images to [0,1], as the robustness library's
+    ``InputNormalize`` does: outputs then ignore how far a pixel lies outside [0,1], and the
+    input gradient is zero at pixels at or beyond 0 and 1 (torch's clamp passes no gradient
+    there). The flag is the attribute ``clamp``, not state, so it changes no checkpoint keys.
+    """
+    class Normalize(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            self.clamp = bool(clamp)
+
+        def forward(self, images):
+            if self.clamp:
+                images = torch.clamp(images, 0, 1)
+            return (images - self.mean) / self.std
+
+        def extra_repr(self) -> str:
+            return "clamp to [0,1] first" if self.clamp else ""
+
+    return Normalize()
+
 
 #: Interpolation modes :func:`torch.nn.functional.interpolate` can antialias (when downsampling).
 _ANTIALIASED = ("bilinear", "bicubic")

@@ -261,7 +261,7 @@ def test_imagenet_is_scored_at_64_pixels_and_the_gradient_resized_alike(tmp_path
                                score_provider="edm", metrics=("score_cosine",), per_image=True,
                                provider_options={"path": str(pickle_path), "trust_pickle": "1"})
     # by hand: the logit gradient is the weight row; resized by area averaging to 64×64
-    from pagbench.metrics.score_cosine import cosine
+    from pagbench_plugins.metrics.score_cosine import cosine
     from pagbench.registry import datasets
     from pagbench.scores import resize_images
 

@@ -99,7 +99,7 @@ def test_fit_commands_store_models_that_the_providers_use(tmp_path, isolated_cac
 @pytest.mark.slow
 def test_a_briefly_trained_denoiser_already_points_along_the_exact_score(synthetic):
     """Loose version of the benchmark's validation (cosine ≥ 0.9 after a few CPU minutes)."""
-    from pagbench.metrics.score_cosine import cosine
+    from pagbench_plugins.metrics.score_cosine import cosine
     from pagbench_plugins.learned.fit import fit_denoiser
     from pagbench_plugins.learned.store import DenoiserRecipe
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pagbench.errors import MetricUnavailable
-from pagbench.metrics.lpips_alignment import build_lpips, to_lpips_input
+from pagbench_plugins.metrics.lpips_alignment import build_lpips, to_lpips_input
 
 
 @pytest.fixture(scope="module")

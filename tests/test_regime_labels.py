@@ -25,7 +25,7 @@ def doc(model, regime, strength, accuracy, cosine, ratio, cosine_se=0.01, archit
 
 
 STANDARD = doc("std", "standard", 0.0, 0.87, 0.528, 0.60)
-# The DESIGN brief's noise sweep: weak, weak, Bayes-aligned (peak), excessive (accuracy collapses).
+# The embedded dataset's measured noise sweep (README, "Reproducing the paper's regimes"): weak, weak, Bayes-aligned (peak), excessive (accuracy collapses).
 NOISE = [
     doc("n0.03", "noise", 0.03, 0.856, 0.532, 0.58),
     doc("n0.1", "noise", 0.1, 0.862, 0.525, 0.50),

@@ -9,7 +9,6 @@ dataset's licence allows one and ``PAGBENCH_OFFLINE`` is unset.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -17,8 +16,7 @@ from typing import Iterable, Sequence
 from pagbench.errors import PagbenchError
 
 
-def offline() -> bool:
-    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+from pagbench.paths import offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def default_root(dataset: str) -> Path:

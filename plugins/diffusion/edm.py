@@ -27,13 +27,13 @@ import hashlib
 import importlib.util
 import io
 import linecache
-import os
 import pickle
 import sys
 import types
 from pathlib import Path
 
 from pagbench.errors import PagbenchError
+from pagbench.paths import offline
 
 TRUST_HINT = ("unpickling it runs code stored in the file; pass --trust-pickle "
               "(or --provider-option trust_pickle=1) only if you trust its source")
@@ -214,7 +214,7 @@ def read_source(location: str) -> tuple[bytes, str]:
 
         target = cache_dir() / "downloads" / hashlib.sha256(location.encode()).hexdigest()[:16] / Path(location).name
         if not target.is_file():
-            if os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no"):
+            if offline():
                 raise PagbenchError(f"cannot download {location} offline (PAGBENCH_OFFLINE is set); download it and pass path=FILE")
             import urllib.request
 

@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from pagbench import paths
 from pagbench.errors import PagbenchError
 from pagbench.scores import NetworkScoreProvider, score_image_shape
 
@@ -135,7 +136,7 @@ class DiffusersScores(NetworkScoreProvider):
         if not os.path.isdir(location) and (os.path.exists(location) or os.path.isabs(location) or location.startswith(".")):
             problem = "is not a directory" if os.path.exists(location) else "not found"
             raise PagbenchError(f"diffusers model directory {location} {problem} (path= takes a pipeline or model directory, or a hub id)")
-        offline = os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+        offline = paths.offline()
         if os.path.isdir(location):
             unet_folder = options.get("subfolder", "unet" if os.path.isdir(os.path.join(location, "unet")) else None)
             scheduler_folder = "scheduler" if os.path.isdir(os.path.join(location, "scheduler")) else None

@@ -63,8 +63,7 @@ INSTALL = "pip install 'pagbench[robustbench]' && pip install --no-deps robustbe
 NORMALIZATION_LEAVES = ("mu", "sigma", "mean", "std")
 
 
-def _offline() -> bool:
-    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def _one_line(error: BaseException, limit: int = 160) -> str:

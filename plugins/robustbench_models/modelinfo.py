@@ -20,7 +20,6 @@ text given. Pure Python (no torch, no robustbench).
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -48,8 +47,7 @@ TEXT = (("paper", "name"), ("link", "link"), ("authors", "authors"), ("venue", "
 PLAIN = ("additional_data", "number_forward_passes", "unreliable")
 
 
-def _offline() -> bool:
-    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def _number(text, where: str, field: str):

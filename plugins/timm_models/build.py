@@ -81,8 +81,7 @@ _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 _TRANSFORMS = {"none": None, "timm-eval": "timm-eval", "eval": "timm-eval"}
 
 
-def _offline() -> bool:
-    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def resolve(name: str):

@@ -69,8 +69,7 @@ IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "crop_s
 _TRANSFORMS = {"none": None, "eval": "eval", "torchvision-eval": "eval"}
 
 
-def _offline() -> bool:
-    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
+from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def _one_line(error: BaseException, limit: int = 160) -> str:

@@ -46,7 +46,7 @@ def add_commands(cli: click.Group) -> None:
     @click.option("--strengths", default=None, help="Comma-separated strengths (0 = standard is always added).")
     @click.option("--grid", default=None, help="lo:hi:n, n log-spaced strengths.")
     @click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
-                  help="Default grids and schedules: cpu (embedded dataset) or paper (DESIGN §7).")
+                  help="Default grids and schedules: cpu (embedded dataset) or paper (README, \"Reproducing the paper's regimes\").")
     @click.option("--seeds", type=int, default=1, show_default=True, help="Training seeds per strength.")
     @click.option("--seed-offset", type=int, default=0, show_default=True, help="First training seed.")
     @click.option("--num-images", type=int, default=500, show_default=True)
@@ -64,7 +64,7 @@ def add_commands(cli: click.Group) -> None:
         """Sweep a regime's strength: train or reuse, evaluate, plot the three regimes."""
         from pathlib import Path
 
-        from pagbench.cli import parse_floats
+        from pagbench.console import parse_floats
         from pagbench.errors import PagbenchError
         from pagbench.registry import datasets, trainers
 
@@ -115,7 +115,7 @@ def add_commands(cli: click.Group) -> None:
         """List registered training regimes."""
         from rich.table import Table
 
-        from pagbench.cli import console
+        from pagbench.console import console
         from pagbench.registry import trainers
 
         table = Table(title="training regimes")

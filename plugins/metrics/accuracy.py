@@ -6,11 +6,12 @@ model has accuracy 0, not "unavailable"."""
 
 from __future__ import annotations
 
-from .base import Metric, MetricContext, MetricOutput
+from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
 
 
 class Accuracy(Metric):
     name = "accuracy"
+    board_columns = (BoardColumn("accuracy", "accuracy", position=10, always=True),)
     higher_is_better = True
     description = "Top-1 accuracy on the evaluated images."
 

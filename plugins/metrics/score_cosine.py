@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Metric, MetricContext, MetricOutput
+from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
 
 
 def cosine(first, second):
@@ -18,6 +18,7 @@ def cosine(first, second):
 
 class ScoreCosine(Metric):
     name = "score_cosine"
+    board_columns = (BoardColumn("score_cosine ± se", "score_cosine", with_stderr=True, position=20, always=True),)
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "Cosine similarity between the input gradient and the paired score (1 = aligned)."

@@ -11,8 +11,8 @@ that relies on the signal and ignores the distractor has a ratio well above 1.
 
 from __future__ import annotations
 
-from ..errors import MetricUnavailable
-from .base import Metric, MetricContext, MetricOutput
+from pagbench.errors import MetricUnavailable
+from pagbench.metrics import Metric, MetricOption, MetricContext, MetricOutput
 
 
 class SignalDistractorRatio(Metric):
@@ -20,6 +20,9 @@ class SignalDistractorRatio(Metric):
     higher_is_better = True
     requires = frozenset({"signal_mask"})
     description = "Output change under noise on the signal vs. on the distractor region."
+    options = (
+        MetricOption("noise_levels", "floats", setting="noise_levels", help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
+    )
 
     def __init__(self):
         self._levels: list[float] = []
@@ -67,6 +70,6 @@ class SignalDistractorRatio(Metric):
         return MetricOutput(values, curves)
 
     def derived(self, per_image):
-        from ..aggregate import summarize_ratio
+        from pagbench.aggregate import summarize_ratio
 
         return {self.name: summarize_ratio(per_image["signal_sensitivity"], per_image["distractor_sensitivity"])}

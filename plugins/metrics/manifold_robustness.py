@@ -14,7 +14,7 @@ too. Cost: one extra forward pass per grid point and direction, so the default g
 
 from __future__ import annotations
 
-from .base import Metric, MetricContext, MetricOutput
+from pagbench.metrics import BoardColumn, Metric, MetricOption, MetricContext, MetricOutput
 
 
 def random_directions(basis, randomness):
@@ -38,8 +38,8 @@ def epsilon_grid(setup) -> list[float]:
 def headline_epsilon(setup) -> float:
     """The headline ε: the user's ``--headline-epsilon``, which must be a point of the grid (else a
     one-line error, never silently another ε), or the dataset's (its nearest grid point)."""
-    from ..errors import PagbenchError
-    from ..validation import in_grid
+    from pagbench.errors import PagbenchError
+    from pagbench.validation import in_grid
 
     grid = epsilon_grid(setup)
     requested = getattr(setup.options, "headline_epsilon", None)
@@ -60,6 +60,13 @@ class ManifoldRobustness(Metric):
     higher_is_better = None
     requires = frozenset({"tangent_basis"})
     description = "Softmax-L1 change under random on- vs off-manifold perturbations of norm ε."
+    options = (
+        MetricOption("robustness_epsilons", "floats", flag="--epsilons", setting="epsilons",
+                     help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),
+        MetricOption("headline_epsilon", "float", setting="headline_epsilon", help="ε reported as a number (must be in the grid)."),
+    )
+    board_columns = (BoardColumn("off/on ratio", "manifold_robustness_off_on_ratio", unavailable_as="manifold_robustness",
+                                 position=50, always=True),)
 
     def __init__(self):
         self._grid: list[float] = []
@@ -102,7 +109,7 @@ class ManifoldRobustness(Metric):
         return MetricOutput(values, curves)
 
     def derived(self, per_image):
-        from ..aggregate import summarize_ratio
+        from pagbench.aggregate import summarize_ratio
 
         return {
             "manifold_robustness_off_on_ratio": summarize_ratio(

@@ -6,11 +6,12 @@ a random direction puts k/D of its energy into a k-dimensional tangent space of 
 
 from __future__ import annotations
 
-from .base import Metric, MetricContext, MetricOutput
+from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
 
 
 class OnManifoldFraction(Metric):
     name = "on_manifold_fraction"
+    board_columns = (BoardColumn("on_manifold_fraction", "on_manifold_fraction", position=40, always=True),)
     higher_is_better = True
     requires = frozenset({"gradient", "tangent_basis"})
     description = "Fraction of the squared gradient norm inside the tangent space (random = k/D)."

@@ -14,8 +14,9 @@ import os
 import socket
 from pathlib import Path
 
-from ..errors import MetricUnavailable
-from .base import Metric, MetricContext, MetricOutput
+from pagbench.errors import MetricUnavailable
+from pagbench.paths import offline
+from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILE
@@ -30,10 +31,6 @@ def backbone_path() -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
-
-
-def offline() -> bool:
-    return os.environ.get("PAGBENCH_OFFLINE", "") not in ("", "0", "false", "no")
 
 
 def _try_download(path: Path) -> bool:
@@ -65,21 +62,34 @@ def shared_lpips(random_backbone: bool = False):
     return _BUILT[key]
 
 
+def check_backbone(random_backbone: bool = False) -> None:
+    """The cheap part of :func:`build_lpips`: the backbone file exists (downloading it where the
+    network allows) and is a torch zip archive. Imports neither ``lpips`` nor builds AlexNet."""
+    import zipfile
+
+    if random_backbone:
+        return
+    path = backbone_path()
+    if not path.exists() and not _try_download(path):
+        raise MetricUnavailable(
+            f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
+            f"there or set PAGBENCH_LPIPS_BACKBONE"
+        )
+    if not zipfile.is_zipfile(path):
+        raise MetricUnavailable(f"LPIPS backbone {path} is not a readable state dict (not a torch zip archive)")
+
+
 def build_lpips(random_backbone: bool = False):
     """AlexNet-LPIPS v0.1 in eval mode with the ImageNet backbone (or random, if asked)."""
     import contextlib
     import io
     import warnings
 
+    check_backbone(random_backbone)  # before `import lpips` (seconds) and building AlexNet
     import lpips
     import torch
 
     path = backbone_path()
-    if not random_backbone and not path.exists() and not _try_download(path):
-        raise MetricUnavailable(
-            f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
-            f"there or set PAGBENCH_LPIPS_BACKBONE"
-        )
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # banner, torchvision deprecations
         warnings.simplefilter("ignore")
         model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
@@ -123,19 +133,22 @@ def to_lpips_input(images):
 
 class LpipsAlignment(Metric):
     name = "lpips_alignment"
+    board_columns = (BoardColumn("lpips_alignment", "lpips_alignment", position=30, always=True),)
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
 
     def __init__(self, random_backbone: bool = False):
         self.random_backbone = random_backbone
+        self._random = random_backbone
         self._model = None
+        self._model_random = None
 
     def check_available(self, setup) -> None:
-        random_backbone = self.random_backbone or bool(getattr(setup.options, "lpips_random_backbone", False))
-        if self._model is None:
-            self._model = shared_lpips(random_backbone=random_backbone)
-            self._random = random_backbone
+        """Cheap: the backbone file is there (:func:`check_backbone`); the network is built on the
+        first :meth:`compute` (``prepare`` does no heavy work)."""
+        self._random = self.random_backbone or bool(getattr(setup.options, "lpips_random_backbone", False))
+        check_backbone(self._random)
 
     def describe(self, setup):
         return {"network": "alex", "version": "0.1", "backbone": "random (test only)" if self._random else str(backbone_path())}
@@ -144,6 +157,8 @@ class LpipsAlignment(Metric):
         import torch
 
         device = context.images.device
+        if self._model is None or self._model_random != self._random:
+            self._model, self._model_random = shared_lpips(random_backbone=self._random), self._random
         model = self._model.to(device)
         with torch.no_grad():
             distance = model(to_lpips_input(context.gradient_for_score()).to(device), to_lpips_input(context.score).to(device))

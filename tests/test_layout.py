@@ -1,0 +1,176 @@
+"""The layout rules of CONTRIBUTING.md's map, checked statically over ``pagbench/`` (the core):
+
+- the core never imports a built-in plugin (``pagbench_plugins``) and no plugin imports the CLI;
+- there are no import cycles inside the core (every import counts, lazy ones too);
+- the core names no built-in plugin, dataset, metric, model or provider as a string literal: the
+  names come from the registries at test time, so a new built-in is covered without editing this
+  file. ``KNOWN`` lists the literals still to be removed (issue 11); it may only shrink.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "pagbench"
+PLUGINS = ROOT / "plugins"
+
+#: (core file, literal) pairs still to be replaced by hooks or entry metadata. Remove a pair when
+#: its literal goes; the test fails both on a new literal and on a pair that no longer occurs.
+KNOWN = {
+    ('pagbench/board.py', 'accuracy'),
+    ('pagbench/board.py', 'score_cosine'),
+    ('pagbench/board.py', 'standard'),
+    ('pagbench/cli.py', 'bayes'),
+    ('pagbench/cli.py', 'synthetic'),
+    ('pagbench/entries.py', 'standard'),
+    ('pagbench/gallery.py', 'accuracy'),
+    ('pagbench/gallery.py', 'synthetic'),
+    ('pagbench/leaderboard.py', 'manifold_robustness'),
+    ('pagbench/leaderboard.py', 'signal_distractor_ratio'),
+    ('pagbench/leaderboard_cli.py', 'synthetic'),
+    ('pagbench/options.py', 'synthetic'),
+    ('pagbench/regime_labels.py', 'accuracy'),
+    ('pagbench/regime_labels.py', 'score_cosine'),
+    ('pagbench/regime_labels.py', 'standard'),
+    ('pagbench/sweep_report.py', 'accuracy'),
+    ('pagbench/sweep_report.py', 'lpips_alignment'),
+    ('pagbench/sweep_report.py', 'on_manifold_fraction'),
+    ('pagbench/sweep_report.py', 'score_cosine'),
+    ('pagbench/sweep_report.py', 'standard'),
+    ('pagbench/training.py', 'standard'),
+}
+
+
+def _modules(folder: Path, package: str) -> dict[str, Path]:
+    modules = {}
+    for path in folder.rglob("*.py"):
+        parts = (package,) + path.relative_to(folder).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def _imports(name: str, path: Path, modules) -> set[str]:
+    """Modules of ``modules`` that ``name`` imports anywhere in its body (lazy imports included);
+    ``from . import x`` counts as importing the submodule ``x``, not the package."""
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
+            found.update(submodules)
+            if len(submodules) < len(node.names):
+                found.add(target)
+    return found
+
+
+def _all_imports(folder: Path, package: str) -> dict[str, set[str]]:
+    modules = _modules(folder, package)
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_the_core_never_imports_a_built_in_plugin():
+    offenders = {name: sorted(target for target in targets if target.split(".")[0] == "pagbench_plugins")
+                 for name, targets in _all_imports(CORE, "pagbench").items()}
+    assert {name: targets for name, targets in offenders.items() if targets} == {}
+    mentions = [str(path.relative_to(ROOT)) for path in CORE.rglob("*.py") if "pagbench_plugins" in path.read_text()]
+    assert mentions == []  # not even through importlib and a string
+
+
+def test_plugins_never_import_the_cli():
+    offenders = {name: sorted(target for target in targets if target in ("pagbench.cli", "pagbench.leaderboard_cli"))
+                 for name, targets in _all_imports(PLUGINS, "pagbench_plugins").items()}
+    assert {name: targets for name, targets in offenders.items() if targets} == {}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, components = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in graph:
+                continue
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles_in_the_core():
+    graph = {name: {target for target in targets if target != name} for name, targets in _all_imports(CORE, "pagbench").items()}
+    assert _cycles(graph) == []
+
+
+def _built_in_names() -> dict[str, str]:
+    """name → what it is, for everything the built-in plugins register (families by name)."""
+    from pagbench import registry
+    from pagbench.plugins import plugin_infos
+
+    names = {}
+    builtin = {info.name for info in plugin_infos() if (info.distribution or "") == "pagbench"}
+    for kind in registry.KINDS:
+        table = registry.build_registry(kind)
+        for entry in table:
+            if table._owners[entry.name] in builtin:
+                names[entry.name] = kind
+    return names  # plugin (entry-point) names are words like "metrics": the import test covers plugins
+
+
+def _literals(path: Path) -> set[str]:
+    """String constants of ``path`` that are not docstrings."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return {node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings}
+
+
+def test_the_core_names_no_built_in_as_a_string_literal():
+    names = _built_in_names()
+    assert {"synthetic", "bayes", "score_cosine", "analytic"} <= set(names)  # the registries were read
+    found = set()
+    for path in sorted(CORE.rglob("*.py")):
+        for literal in _literals(path) & set(names):
+            found.add((str(path.relative_to(ROOT)), literal))
+    new = sorted(found - set(KNOWN))
+    gone = sorted(set(KNOWN) - found)
+    assert new == [], "the core names built-ins (take them from a hook or entry metadata): " + repr(new)
+    assert gone == [], "remove these from KNOWN, they no longer occur: " + repr(gone)
