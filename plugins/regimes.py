@@ -1,4 +1,4 @@
-"""Built-in plugin: the paper's training regimes as trainers (DESIGN §7).
+"""Built-in plugin: the paper's training regimes as trainers (README, "Reproducing the paper's regimes").
 
 Each loss takes ``(model, images, labels, strength)`` with images (B, C, H, W) in [0,1] and
 returns the scalar loss of one batch. Strength 0 is plain cross-entropy in every regime.
@@ -89,8 +89,10 @@ def pgd_perturb(model, images, labels, epsilon: float, steps: int = 10, step_fac
 def pgd_loss(model, images, labels, strength, steps: int = 10, step_factor: float = 2.5):
     """Cross-entropy on l2-PGD adversarial examples of radius ε = strength (per example).
 
-    Paper settings: CIFAR-10 and MNIST 10 steps of 2.5ε/10, ImageNet-64 3 steps of 2ε/3 (set
-    through the recipe's ``regime_options``)."""
+    Reference settings, set per dataset through the recipe's ``regime_options``
+    (``pagbench_plugins.zoo.recipes.REGIME_OPTIONS``): CIFAR-10 10 steps of 2ε/10 (the reference
+    code), MNIST 10 steps of 2.5ε/10 (the reference notebook), ImageNet-64 3 steps of 2ε/3 (the
+    paper). The defaults here (10 steps of 2.5ε/10) apply only where no recipe sets them."""
     import torch.nn.functional as functional
 
     if strength == 0:

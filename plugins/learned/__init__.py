@@ -5,7 +5,7 @@
 * manifold provider ``autoencoder``: a VAE (``pagbench fit-manifold --dataset D --latent-dim k``);
   tangent basis = decoder Jacobian at the encoder mean (forward-mode AD), orthonormalised.
 * manifold provider ``denoiser``: top-k eigenvectors of the symmetrised denoiser Jacobian at
-  small σ (randomised subspace iteration).
+  small σ (randomised subspace iteration); ``score-jacobian`` the same for any score provider.
 
 Fitted models live in the model store (``<cache dir>/models``); heavy imports are lazy.
 """
@@ -49,6 +49,9 @@ def register_manifold_providers(register):
         "denoiser", _denoiser_manifold,
         "Top-k eigenvectors of the symmetrised fitted-denoiser Jacobian (options k=32, manifold_sigma=0.1).",
         options=("denoiser", "k", "manifold_sigma", "iterations", "oversampling", "device")))
+    from .score_jacobian import ENTRY as score_jacobian  # the Jacobian of any score provider's denoiser (light import)
+
+    register(score_jacobian)
 
 
 @hookimpl

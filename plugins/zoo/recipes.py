@@ -12,7 +12,7 @@ PREFIX = "resnet18-"
 
 #: Training defaults per dataset. ``synthetic`` trains in about a minute on 2 CPU cores (a
 #: tuning sweep found 20,000 images and Adam with a one-cycle schedule necessary for the
-#: three regimes to appear); ``cifar10`` is the paper's schedule (DESIGN §7).
+#: three regimes to appear); ``cifar10`` is the paper's schedule (README, "Reproducing the paper's regimes").
 DATASET_DEFAULTS: dict[str, dict] = {
     "synthetic": dict(width=8, epochs=6, lr=2e-3, batch_size=128, lr_milestones=(), augment="none",
                       optimizer="adam", schedule="onecycle", weight_decay=0.0),
@@ -26,11 +26,18 @@ DATASET_DEFAULTS: dict[str, dict] = {
 DATASET_DEFAULTS["mnist-distractor-varied"] = DATASET_DEFAULTS["mnist-distractor"]
 DATASET_DEFAULTS["digits-distractor-varied"] = DATASET_DEFAULTS["digits-distractor"]
 
-#: Regime options per (dataset, regime), passed to the regime's loss. On the embedded dataset PGD
-#: uses 3 steps of 2ε/3 (the paper's ImageNet-64 setting) so a model trains in minutes on a CPU.
+#: Regime options per (dataset, regime), passed to the regime's loss. PGD takes ``steps`` steps
+#: of ``step_factor``·ε/steps (README, "Reproducing the paper's regimes"), as the reference code does where it exists:
+#:
+#: * ``cifar10``: 10 steps of 2ε/10, the reference code's CIFAR-10 attack (the paper states only
+#:   "10 steps"; 2.5ε/10 is the reference MNIST notebook's factor, not its CIFAR-10 one);
+#: * ``mnist-distractor`` (and ``-varied``): 10 steps of 2.5ε/10, the reference MNIST notebook;
+#: * ``imagenet64``: 3 steps of 2ε/3, the paper's ImageNet-64 runs;
+#: * ``synthetic`` and the offline ``digits-distractor`` sets: 3 steps of 2ε/3 (the ImageNet-64
+#:   setting), our choice so that a model trains in minutes on a CPU.
 REGIME_OPTIONS: dict[tuple[str, str], dict] = {
     ("synthetic", "pgd"): {"steps": 3, "step_factor": 2.0},
-    ("cifar10", "pgd"): {"steps": 10, "step_factor": 2.5},
+    ("cifar10", "pgd"): {"steps": 10, "step_factor": 2.0},
     ("imagenet64", "pgd"): {"steps": 3, "step_factor": 2.0},
     # the paper's MNIST setting is 10 steps of 2.5ε/10; 3 steps keep the offline set trainable on a CPU
     ("digits-distractor", "pgd"): {"steps": 3, "step_factor": 2.0},
@@ -51,7 +58,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 #: Sweep grids: preset → regime → strengths (0, the standard model, is always added).
-#: ``cpu`` grids suit the embedded dataset; ``paper`` grids are the paper's (DESIGN §7), with
+#: ``cpu`` grids suit the embedded dataset; ``paper`` grids are the paper's (README, "Reproducing the paper's regimes"), with
 #: gnorm given in the reference code's constant λ_ref (converted to our λ = 6.1·λ_ref at batch
 #: 128, see ``pagbench_plugins.regimes.gnorm_from_reference``).
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
