@@ -25,6 +25,14 @@ result is newer (its ``created`` time is later), leaves it when they are identic
 stored one (saying so) when the result is older. Entries are the validated result without its
 ``per_image`` values, plus ``entry_key`` and ``entry_id``.
 
+**Content hash.** Every entry ends with ``content_sha256``: the SHA-256 of the entry as canonical
+JSON (sorted keys, no whitespace, UTF-8) without that field. Reading an entry (``build``,
+``verify``, ``gallery``, ``add`` replacing it) recomputes it and refuses, in one line naming the
+file, an entry whose content does not match or that has none: a hand edit or a damaged file
+never reaches the board. Re-add the result (``pagbench leaderboard add RESULT``; a damaged
+stored entry is replaced), or, after a deliberate edit, ``pagbench leaderboard reseal ENTRY``
+(which vouches for nothing: ``pagbench leaderboard verify ENTRY`` checks the numbers).
+
 Nothing here imports torch; :func:`verify_entry` does, lazily.
 """
 
@@ -40,6 +48,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import PagbenchError
+from .integrity import DamagedFile
 from .results import load_result, validate_result
 
 #: The default leaderboard folder, relative to the working directory (the repository root).
@@ -72,6 +81,8 @@ ENTRY_KEY_FIELDS = (
 TRIMMED_FIELDS = ("per_image",)
 #: The largest entry file (a result without per-image values is a few kB).
 MAX_ENTRY_BYTES = 2**20
+#: The entry field holding the SHA-256 of the entry's canonical content (see the module docstring).
+CONTENT_HASH = "content_sha256"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ENTRY_FILE = re.compile(r"^(?P<model>[A-Za-z0-9._-]+)--(?P<id>[0-9a-f]{12})\.json$")
@@ -118,8 +129,40 @@ def entry_stem(result: dict) -> str:
     return f"{safe_name(result['config']['model'])}--{entry_id(entry_key(result))}"
 
 
+def content_digest(document: dict) -> str:
+    """SHA-256 (hex) of ``document`` without :data:`CONTENT_HASH`, as canonical JSON."""
+    body = {name: value for name, value in document.items() if name != CONTENT_HASH}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def seal_entry(document: dict) -> dict:
+    """A copy of ``document`` with :data:`CONTENT_HASH` (re)computed, as its last field."""
+    body = {name: value for name, value in document.items() if name != CONTENT_HASH}
+    body[CONTENT_HASH] = content_digest(body)
+    return body
+
+
+class UnsealedEntry(DamagedFile):
+    """An entry whose content does not match its ``content_sha256``, or that has none."""
+
+
+def check_seal(document: dict, path: str | Path) -> None:
+    """Raise :class:`UnsealedEntry` (one line naming ``path`` and the way out) unless the entry's
+    ``content_sha256`` matches its content."""
+    recorded = document.get(CONTENT_HASH)
+    if recorded is None:
+        problem = f"has no {CONTENT_HASH} (written by hand or by an older pagbench)"
+    elif recorded != content_digest(document):
+        problem = f"content does not match its {CONTENT_HASH} (edited by hand or damaged)"
+    else:
+        return
+    raise UnsealedEntry(f"{path}: {problem}; re-add its result with `pagbench leaderboard add RESULT`, or after a deliberate "
+                        f"edit run `pagbench leaderboard reseal {path}` (then `pagbench leaderboard verify` checks its numbers)")
+
+
 def make_entry(result: dict) -> dict:
-    """The entry document for a validated result: trimmed, with its key and id.
+    """The entry document for a validated result: trimmed, with its key, id and content hash.
 
     Trust keys (``trust_checkpoint``, ``trust_pickle``, ...) are removed from the configuration's
     model and provider options; the flags they stood for are listed in ``config.trust_required``,
@@ -134,7 +177,7 @@ def make_entry(result: dict) -> dict:
     key = entry_key(result)
     entry["entry_key"] = key
     entry["entry_id"] = entry_id(key)
-    return entry
+    return seal_entry(entry)
 
 
 @dataclass(frozen=True)
@@ -219,8 +262,9 @@ def check_leaderboard_result(result: dict, source: str) -> dict:
     return result
 
 
-def load_entry(path: str | Path) -> Entry:
-    """Read one entry file and check that it is where its key says it belongs."""
+def load_entry(path: str | Path, sealed: bool = True) -> Entry:
+    """Read one entry file and check that it is where its key says it belongs and (``sealed``)
+    that its content matches its ``content_sha256`` (:class:`UnsealedEntry` when not)."""
     path = Path(path)
     match = _ENTRY_FILE.match(path.name)
     if match is None:
@@ -231,6 +275,8 @@ def load_entry(path: str | Path) -> Entry:
     expected = entry_stem(result) + ".json"
     if path.name != expected:
         raise PagbenchError(f"{path}: file name does not match the entry's key (expected {expected}); re-add the result")
+    if sealed:
+        check_seal(result, path)
     return Entry(path, result)
 
 
@@ -277,7 +323,14 @@ class AddOutcome:
 
 
 def _comparable(document: dict) -> dict:
-    return {key: value for key, value in document.items() if key not in ("entry_key", "entry_id")}
+    return {key: value for key, value in document.items() if key not in ("entry_key", "entry_id", CONTENT_HASH)}
+
+
+def _check_size(entry: dict, path) -> None:
+    size = len(json.dumps(entry, indent=2))
+    if size > MAX_ENTRY_BYTES:
+        raise PagbenchError(f"{path}: its entry would be {size / 2**20:.1f} MiB, above the {MAX_ENTRY_BYTES // 2**20} MiB an entry "
+                            f"may take (per-image values are dropped; what else is that large?)")
 
 
 def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) -> list[AddOutcome]:
@@ -298,10 +351,7 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
             raise PagbenchError(f"{path}: is a folder, not a result file")
         result = check_leaderboard_result(load_result(path), str(path))
         entry = make_entry(result)
-        size = len(json.dumps(entry, indent=2))
-        if size > MAX_ENTRY_BYTES:
-            raise PagbenchError(f"{path}: its entry would be {size / 2**20:.1f} MiB, above the {MAX_ENTRY_BYTES // 2**20} MiB an entry "
-                                f"may take (per-image values are dropped; what else is that large?)")
+        _check_size(entry, path)
         loaded.append((path, entry))
 
     folder = entries_dir(root)
@@ -326,7 +376,11 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
         if not target.exists():
             plan.append((target, entry, AddOutcome(path, target, "added", model, dataset, trust)))
             continue
-        stored = load_entry(target).result
+        try:
+            stored = load_entry(target).result
+        except UnsealedEntry:  # a damaged or hand-edited stored entry: the result replaces it
+            plan.append((target, entry, AddOutcome(path, target, "replaced", model, dataset, trust)))
+            continue
         if _comparable(stored) == _comparable(entry):
             outcomes.append(AddOutcome(path, target, "unchanged", model, dataset, trust))
         elif _created(entry, str(path)) < _created(stored, str(target)):
@@ -340,17 +394,51 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
     return sorted(outcomes, key=lambda outcome: order.get(outcome.source, len(order)))
 
 
-def find_entry(reference: str | Path, root: str | Path = DEFAULT_ROOT) -> Entry:
+@dataclass(frozen=True)
+class ResealOutcome:
+    """What :func:`reseal_entries` did with one entry file: ``resealed`` or ``unchanged``."""
+
+    path: Path
+    action: str
+
+
+def reseal_entries(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) -> list[ResealOutcome]:
+    """Recompute the ``content_sha256`` of entry files edited on purpose (or written before entries
+    carried one), after checking everything else :func:`load_entry` checks.
+
+    Each entry is rebuilt with :func:`make_entry` (unknown fields and trust keys dropped, key and
+    id recomputed), so resealing accepts nothing ``leaderboard add`` would not. All files are
+    checked before any is written. Resealing vouches for nothing: ``verify`` checks the numbers."""
+    from .paths import write_json_atomic
+
+    paths = list(paths)
+    if not paths:
+        raise PagbenchError("no entry files given")
+    planned = []
+    for reference in paths:
+        entry = find_entry(reference, root, sealed=False)
+        document = make_entry(entry.result)
+        _check_size(document, entry.path)
+        planned.append((entry.path, document, document == entry.result))
+    outcomes = []
+    for path, document, unchanged in planned:
+        if not unchanged:
+            write_json_atomic(path, document)
+        outcomes.append(ResealOutcome(path, "unchanged" if unchanged else "resealed"))
+    return outcomes
+
+
+def find_entry(reference: str | Path, root: str | Path = DEFAULT_ROOT, sealed: bool = True) -> Entry:
     """An entry by file path, or by ``<dataset>/<stem>`` / ``<stem>`` inside ``root/entries``."""
     path = Path(reference)
     if path.is_file():
-        return load_entry(path)
+        return load_entry(path, sealed)
     folder = entries_dir(root)
     name = path.name if path.name.endswith(".json") else path.name + ".json"
     candidates = [folder / path.parent / name] if str(path.parent) not in ("", ".") else sorted(folder.glob(f"*/{name}"))
     candidates = [candidate for candidate in candidates if candidate.is_file()]
     if len(candidates) == 1:
-        return load_entry(candidates[0])
+        return load_entry(candidates[0], sealed)
     if len(candidates) > 1:
         raise PagbenchError(f"{reference}: ambiguous, matches {', '.join(map(str, candidates))}")
     raise PagbenchError(f"{reference}: no such entry file (and no entry of that name under {folder})")

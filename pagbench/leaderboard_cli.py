@@ -1,4 +1,4 @@
-"""``pagbench leaderboard add|build|verify|gallery`` and ``pagbench gallery``: click over
+"""``pagbench leaderboard add|reseal|build|verify|gallery`` and ``pagbench gallery``: click over
 :mod:`pagbench.leaderboard`, :mod:`pagbench.board` and :mod:`pagbench.gallery` (imported lazily,
 so ``pagbench --help`` imports neither torch nor matplotlib)."""
 
@@ -21,7 +21,7 @@ _TRUST_PICKLE = click.option("--trust-pickle", is_flag=True,
 
 
 def _console(stderr: bool = False):
-    from .cli import console
+    from .console import console
 
     return console(stderr)
 
@@ -60,6 +60,25 @@ def add_command(results, root):
                        f"(`leaderboard verify` and `leaderboard gallery` ask for {flags} on their command line)", err=True)
     if any(outcome.action in ("added", "replaced") for outcome in outcomes):
         click.echo(f"run `pagbench leaderboard build{'' if root == 'leaderboard' else ' --dir ' + root}` to update the board", err=True)
+
+
+@leaderboard_group.command("reseal")
+@click.argument("entries", nargs=-1, required=True)
+@_DIR
+def reseal_command(entries, root):
+    """Recompute the content_sha256 of ENTRIES (paths, or <dataset>/<entry> under <dir>/entries) after a deliberate edit.
+
+    Every entry carries the SHA-256 of its content; build, verify and gallery refuse an entry that
+    does not match. Everything else about the entry is checked as when it is read, and it is
+    rebuilt as `leaderboard add` would store it. Resealing vouches for nothing: run
+    `pagbench leaderboard verify ENTRY` to check its numbers.
+    """
+    from .leaderboard import reseal_entries
+
+    for outcome in reseal_entries(entries, root):
+        click.echo(f"{outcome.action}: {outcome.path}", err=True)
+    click.echo(f"run `pagbench leaderboard verify ENTRY{'' if root == 'leaderboard' else ' --dir ' + root}` to check resealed "
+               f"numbers, then `pagbench leaderboard build`", err=True)
 
 
 @leaderboard_group.command("build")

@@ -124,17 +124,18 @@ def test_leaderboard_add_drops_trust_and_records_the_flag_it_needs(result, tmp_p
 @pytest.mark.parametrize("command", ["verify", "gallery"])
 def test_an_entry_that_needed_trust_runs_nothing_until_the_flag_is_typed(result, tmp_path, kind, command):
     """Trust keys kept in a hand-written entry, or recorded by add: both are refused, in one line."""
-    from pagbench.leaderboard import entry_stem, make_entry
+    from pagbench.leaderboard import entry_stem, make_entry, seal_entry
 
     marker, checkpoint, network = _evil_files(tmp_path)
     document = _checkpoint_result(result, checkpoint) if kind == "checkpoint" else _pickle_result(result, network)
     entry = make_entry(document)
-    # a malicious entry keeps the keys (as a submitted file could): they must not grant anything
+    # a malicious entry keeps the keys (as a submitted file could), with a matching content hash
+    # (anyone can compute one): they must not grant anything
     entry["config"]["model_options"] = document["config"]["model_options"]
     entry["config"]["provider_options"] = document["config"]["provider_options"]
     entry["config"].pop("trust_required", None)
     root = tmp_path / "lb"
-    path = write_json(root / "entries" / "synthetic" / f"{entry_stem(entry)}.json", entry)
+    path = write_json(root / "entries" / "synthetic" / f"{entry_stem(entry)}.json", seal_entry(entry))
     flag = f"--trust-{kind}"
     if command == "verify":
         outcome = run_cli("leaderboard", "verify", path, "--no-progress", "--dir", root)
@@ -167,14 +168,14 @@ def test_the_typed_flag_reaches_the_loader_and_nothing_else_grants_trust(result,
 
 def test_a_checkpoint_entry_stripped_of_its_record_still_runs_no_code(result, tmp_path):
     """Removing ``trust_required`` by hand gains nothing: the loader itself refuses without the flag."""
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard import add_results, load_entries, seal_entry
 
     marker, checkpoint, _ = _evil_files(tmp_path)
     add_results([write_json(tmp_path / "r.json", _checkpoint_result(result, checkpoint))], tmp_path / "lb")
     (entry,) = load_entries(tmp_path / "lb")
     document = json.loads(entry.path.read_text())
     del document["config"]["trust_required"]
-    entry.path.write_text(json.dumps(document))
+    entry.path.write_text(json.dumps(seal_entry(document)))  # resealed, as a malicious submitter would
     outcome = run_cli("leaderboard", "verify", entry.path, "--no-progress", "--dir", tmp_path / "lb")
     one_line_error(outcome, "--trust-checkpoint")
     assert not marker.exists()
@@ -522,6 +523,127 @@ def test_training_terminated_after_an_epoch_exits_143_and_resumes(tmp_path):
     assert "resuming" in again.stderr + again.stdout and (directory / "weights.pt").exists()
 
 
+PROGRESS_CHILD = """
+import contextlib, os, sys, time
+import pagbench.progress as progress
+
+_original = progress.progress_bar
+
+
+@contextlib.contextmanager
+def _signalling(*args, **kwargs):
+    # the real (possibly silent) bar; its first step of work also creates READY_FILE, and with
+    # SLOW_STEPS each later step waits a little, so the run is still going when the signal comes
+    with _original(*args, **kwargs) as advance:
+        def step(steps=1, **fields):
+            advance(steps, **fields)
+            if steps:
+                ready = os.environ["READY_FILE"]
+                if os.path.exists(ready) and os.environ.get("SLOW_STEPS"):
+                    time.sleep(0.5)
+                open(ready, "w").close()
+        yield step
+
+
+progress.progress_bar = _signalling
+import pagbench_plugins.learned.fit as fit
+
+fit.progress_bar = _signalling  # imported by name there
+from pagbench.cli import main
+
+sys.argv = ["pagbench"] + sys.argv[1:]
+main()
+"""
+
+
+def _terminated_cleanly(rc, stderr):
+    assert rc == 143, (rc, stderr)
+    assert "Traceback" not in stderr and "Error: terminated" in stderr, stderr
+
+
+def _stored_files(cache: Path) -> list[str]:
+    """Weights and records in the model store (a fitted provider or trained model that was kept)."""
+    store = cache / "models"
+    return sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()) if store.exists() else []
+
+
+@pytest.mark.parametrize("command", [
+    ["fit-score", "--steps", "40", "--width", "8", "--batch-size", "8"],
+    ["fit-manifold", "--latent-dim", "4", "--steps", "40", "--width", "8", "--batch-size", "8"],
+], ids=["fit-score", "fit-manifold"])
+def test_fitting_terminated_exits_143_keeps_nothing_and_the_rerun_fits(tmp_path, command):
+    """SIGTERM during the fitting loop: exit 143, no traceback, nothing in the store; the same
+    command run again (fitting has no resume checkpoint: it starts over) completes."""
+    script = tmp_path / "child.py"
+    script.write_text(PROGRESS_CHILD)
+    ready = tmp_path / "ready"
+    env = {**_child_env(tmp_path, ready), "SLOW_STEPS": "1"}
+    rc, stderr = _interrupt_when_ready([sys.executable, str(script), *command, "--no-progress"], ready, tmp_path, signal.SIGTERM,
+                                       env=env)
+    _terminated_cleanly(rc, stderr)
+    assert _stored_files(tmp_path / "cache") == []
+    again = subprocess.run([sys.executable, "-m", "pagbench", *command, "--no-progress"], cwd=tmp_path,
+                           env=_child_env(tmp_path, tmp_path / "unused"), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    stored = _stored_files(tmp_path / "cache")
+    assert any(name.endswith("/weights.pt") for name in stored) and any(name.endswith("/weights.pt.sha256") for name in stored)
+
+
+def _sweep_command(tmp_path, epochs):
+    return ["sweep", "--regime", "noise", "--strengths", "0", "--epochs", str(epochs), "--num-images", "8", "--batch-size", "8",
+            "--no-report", "--output-dir", str(tmp_path / "sweep"), "--no-progress"]
+
+
+def test_sweep_terminated_while_training_exits_143_and_writes_no_result(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(PROGRESS_CHILD)
+    ready = tmp_path / "ready"
+    rc, stderr = _interrupt_when_ready([sys.executable, str(script), *_sweep_command(tmp_path, 1)], ready, tmp_path,
+                                       signal.SIGTERM)
+    _terminated_cleanly(rc, stderr)
+    assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").rglob("*.json"))
+    assert not any(name.endswith("weights.pt") for name in _stored_files(tmp_path / "cache"))
+
+
+@pytest.mark.slow
+def test_sweep_terminated_after_an_epoch_exits_143_and_the_rerun_resumes(tmp_path):
+    from .conftest import env
+
+    with env(PAGBENCH_CACHE_DIR=str(tmp_path / "cache")):
+        from pagbench_plugins.zoo.recipes import recipe_for
+        from pagbench.training import recipe_dir
+
+        directory = recipe_dir(recipe_for("synthetic", "standard", 0.0, seed=0, preset="cpu", epochs=2))
+    command = [sys.executable, "-m", "pagbench", *_sweep_command(tmp_path, 2)]
+    rc, stderr = _interrupt_when_ready(command, directory / "checkpoint.pt", tmp_path, signal.SIGTERM, timeout=600)
+    _terminated_cleanly(rc, stderr)
+    assert (directory / "checkpoint.pt").exists() and not (directory / "weights.pt").exists(), sorted(os.listdir(directory))
+    assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").rglob("*.json"))
+    again = subprocess.run(command, cwd=tmp_path, env=_child_env(tmp_path, tmp_path / "unused"), capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr and (directory / "weights.pt").exists(), again.stderr
+    assert [p.name for p in (tmp_path / "sweep").glob("*.json")] == ["resnet18-synthetic-standard-0.json"], again.stderr
+
+
+def test_leaderboard_gallery_terminated_exits_143_and_draws_nothing(tmp_path, result):
+    from pagbench.leaderboard import entry_stem, make_entry
+
+    result["config"]["model"] = "blocking"
+    entry = make_entry(result)
+    root = tmp_path / "lb"
+    path = write_json(root / "entries" / "synthetic" / f"{entry_stem(entry)}.json", entry)
+    before = path.read_bytes()
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    ready = tmp_path / "ready"
+    rc, stderr = _interrupt_when_ready([sys.executable, str(script), "leaderboard", "gallery", "--num-images", "4", "--dir", str(root)],
+                                       ready, tmp_path, signal.SIGTERM)
+    _terminated_cleanly(rc, stderr)
+    assert path.read_bytes() == before
+    assert not (root / "galleries").exists() or not any((root / "galleries").rglob("*.png"))
+
+
 # ------------------------------------------------------------- 2. damaged files: flips, cuts
 def _flip(path: Path, offset: int | None = None) -> None:
     data = bytearray(path.read_bytes())
@@ -576,6 +698,88 @@ def test_a_damaged_geometry_cache_file_is_reported_once_and_recomputed(tmp_path,
         again = GeometryCache(tmp_path).get_or_compute(key, compute)
     assert torch.equal(again, first) and len(calls) == 2
     assert torch.equal(GeometryCache(tmp_path).get_or_compute(key, compute), first) and len(calls) == 2  # rewritten intact
+
+
+def _cache_files(cache: Path) -> dict[str, tuple[int, int]]:
+    """Every file in the geometry cache: relative name → (inode, mtime in ns)."""
+    folder = cache / "geometry"
+    return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_two_processes_on_one_fresh_cache_agree_and_a_third_reads_what_they_wrote(tmp_path, fitted):
+    """Two ``pagbench evaluate`` processes started together on one empty cache directory (a
+    disk-cached provider: both compute and write the same keys) both succeed with identical
+    metrics; every cache file is whole and sealed; a third run gives the same metrics from the
+    cache without rewriting a file."""
+    from pagbench.integrity import unseal
+
+    cache = tmp_path / "shared-cache"
+    environment = {**_child_env(tmp_path, tmp_path / "unused"), "PAGBENCH_CACHE_DIR": str(cache)}
+
+    def command(name):
+        return [sys.executable, "-m", "pagbench", "evaluate", "--model", "bayes", "--num-images", "16", "--batch-size", "8",
+                "--score-provider", "denoiser", "--manifold-provider", "denoiser", "--provider-option", f"denoiser={fitted['denoiser']}",
+                "--provider-option", "k=4", "--provider-option", "iterations=2", "--metric", "score_cosine",
+                "--metric", "on_manifold_fraction", "--no-progress", "--output", str(tmp_path / f"{name}.json")]
+
+    processes = [subprocess.Popen(command(name), cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for name in ("first", "second")]
+    try:
+        outputs = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+        assert "SHA-256" not in stderr and "cannot be read" not in stderr, stderr  # no damaged file was met
+    metrics = [json.loads((tmp_path / f"{name}.json").read_text())["metrics"] for name in ("first", "second")]
+    assert metrics[0] == metrics[1] and metrics[0]["score_cosine"]["n"] == 16
+    files = _cache_files(cache)
+    assert files and not [name for name in files if not name.endswith(".pt")]  # no temporary file left behind
+    for name in files:
+        assert unseal((cache / "geometry" / name).read_bytes(), name) is not None  # whole, with a matching SHA-256
+    third = subprocess.run(command("third"), cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert "SHA-256" not in third.stderr
+    assert json.loads((tmp_path / "third.json").read_text())["metrics"] == metrics[0]
+    assert _cache_files(cache) == files  # read from the cache: no file recomputed or rewritten
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_flip, _truncate])
+def test_a_zoo_model_with_damaged_stored_weights_is_retrained_on_next_use_with_one_warning(tmp_path, damage, synthetic, capsys):
+    """The model store's weights of a zoo model damaged on disk: ``obtain`` (what every use of a
+    zoo name goes through) warns once, retrains the recipe (training is deterministic: the same
+    weights), and stores intact weights that the next use loads without a word."""
+    import warnings
+
+    from pagbench_plugins.zoo.build import obtain
+    from pagbench_plugins.zoo.recipes import recipe_for
+    from pagbench.training import recipe_dir
+
+    recipe = recipe_for("synthetic", "standard", 0.0).with_overrides(epochs=1)
+    first, _ = obtain(recipe, synthetic, progress=False)
+    weights = recipe_dir(recipe) / "weights.pt"
+    assert weights.is_file() and (recipe_dir(recipe) / "weights.pt.sha256").is_file()
+    trained = weights.read_bytes()
+    damage(weights)
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again, _ = obtain(recipe, synthetic, progress=False)
+    messages = [str(warning.message) for warning in caught]
+    assert len(messages) == 1 and "weights.pt" in messages[0] and "retraining the model" in messages[0], messages
+    assert f"retraining {recipe.identifier}" in capsys.readouterr().err
+    assert weights.read_bytes() == trained  # retrained to the same weights, stored intact
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    stamp = weights.stat().st_mtime_ns
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        obtain(recipe, synthetic, progress=False)
+    assert [str(warning.message) for warning in caught] == [] and weights.stat().st_mtime_ns == stamp  # loaded, not retrained
 
 
 @pytest.mark.parametrize("damage", [_flip, _truncate])

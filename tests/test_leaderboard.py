@@ -341,11 +341,52 @@ def test_verify_reproduces_a_bayes_entry_and_catches_a_tampered_one(run, result,
     fewer = run("leaderboard", "verify", f"synthetic/{entry.stem}", "--num-images", "10", "--no-progress", "--dir", root)
     assert fewer.exit_code == 0, fewer.output
 
+    # a hand edit is caught by the entry's content hash, before anything is evaluated
     document = json.loads(entry.path.read_text())
     document["metrics"]["accuracy"]["value"] = 0.1
-    entry.path.write_text(json.dumps(document))
+    entry.path.write_text(json.dumps(document, indent=2))
+    for command in (("verify", entry.path, "--no-progress"), ("build",)):
+        refused = run("leaderboard", *command, "--dir", root)
+        assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+        assert str(entry.path) in refused.output and "does not match its content_sha256" in refused.output
+        assert "pagbench leaderboard add RESULT" in refused.output and f"pagbench leaderboard reseal {entry.path}" in refused.output
+    # resealed on purpose, the tampered value is still caught by verify's re-evaluation
+    resealed = run("leaderboard", "reseal", entry.path, "--dir", root)
+    assert resealed.exit_code == 0 and "resealed" in resealed.output
+    assert json.loads(entry.path.read_text())["metrics"]["accuracy"]["value"] == 0.1
     tampered = run("leaderboard", "verify", entry.path, "--no-progress", "--dir", root)
     assert tampered.exit_code == 1 and "does not reproduce: accuracy" in tampered.output
+
+
+def test_every_entry_carries_a_content_hash_and_a_damaged_one_is_refused_then_replaced_by_add(run, result, tmp_path):
+    from pagbench.leaderboard import CONTENT_HASH, add_results, content_digest, load_entries
+
+    root = tmp_path / "lb"
+    source = write(tmp_path / "r.json", result)
+    add_results([source], root)
+    (entry,) = load_entries(root)
+    document = json.loads(entry.path.read_text())
+    assert list(document)[-1] == CONTENT_HASH and document[CONTENT_HASH] == content_digest(document)
+    intact = entry.path.read_bytes()
+    assert run("leaderboard", "build", "--dir", root).exit_code == 0
+    board = snapshot(root)
+    # a changed number (a hand edit, a bad merge), then an entry without the field (hand-written or older)
+    edited = copy.deepcopy(document)
+    edited["metrics"]["score_cosine"]["stderr"] += 0.5
+    for damaged, problem in ((json.dumps(edited, indent=2).encode(), "does not match its content_sha256"),
+                             (json.dumps({k: v for k, v in document.items() if k != CONTENT_HASH}).encode(), "has no content_sha256")):
+        entry.path.write_bytes(damaged)
+        for command in (("build",), ("build", "--check"), ("gallery",)):
+            outcome = run("leaderboard", *command, "--dir", root)
+            assert outcome.exit_code == 2 and len(outcome.output.strip().splitlines()) == 1, outcome.output
+            assert f"{entry.path}: " in outcome.output and problem in outcome.output
+        assert {k: v for k, v in snapshot(root).items() if not k.startswith("entries/")} == \
+            {k: v for k, v in board.items() if not k.startswith("entries/")}  # board and cards untouched
+    # re-adding the result replaces the damaged entry with the intact one
+    added = run("leaderboard", "add", source, "--dir", root)
+    assert added.exit_code == 0 and "replaced" in added.output
+    assert entry.path.read_bytes() == intact
+    assert run("leaderboard", "build", "--check", "--dir", root).exit_code == 0
 
 
 def test_verify_of_a_missing_entry_is_a_one_line_error(run, tmp_path):
