@@ -11,9 +11,10 @@ Layout of a leaderboard folder (``leaderboard/`` at the repository root)::
 **Entry key.** Two results belong to the same row when they agree on :data:`ENTRY_KEY_FIELDS`:
 the model name plus every configuration field that changes the numbers — dataset, split,
 number of images, seed, gradient, the *resolved* score kind and σ, the score and manifold
-providers and their options, the ε grid and headline ε of ``manifold_robustness``, the noise grid
-of ``signal_distractor_ratio`` (resolved values from ``metric_settings`` where the run recorded
-them, else the configured ones) and the test-only random LPIPS backbone flag. Batch size and
+providers and their options, the test-only random LPIPS backbone flag — and every metric option
+its metric declares part of the key (e.g. the ε grid and headline ε of ``manifold_robustness``,
+the noise grid of ``signal_distractor_ratio``: resolved values from ``metric_settings`` where the
+run recorded them, else the configured ones; see :func:`pagbench.metrics.entry_key_fields`). Batch size and
 device are not part of it (results do not depend on the batch size; a device changes numbers
 only by float rounding), nor is the dataset fingerprint: re-running after the dataset changed
 replaces the row, and the board reports tables mixing dataset versions. The entry id is the first
@@ -71,9 +72,6 @@ ENTRY_KEY_FIELDS = (
     "score_provider",
     "manifold_provider",
     "provider_options",
-    "robustness_epsilons",
-    "headline_epsilon",
-    "noise_levels",
     "lpips_random_backbone",
 )
 #: Fields dropped from a result when it becomes an entry (fields outside the schema's
@@ -95,21 +93,16 @@ def safe_name(name: str) -> str:
 
 def entry_key(result: dict) -> dict:
     """The fields of ``result`` that identify its leaderboard row, as a dict in a fixed order."""
+    from . import registry
+    from .metrics import entry_key_fields
+
     config = result["config"]
-    settings = result.get("metric_settings") or {}
-    robustness = settings.get("manifold_robustness") or {}
-    distractor = settings.get("signal_distractor_ratio") or {}
-    resolved = {
-        "robustness_epsilons": robustness.get("epsilons", config.get("robustness_epsilons")),
-        "headline_epsilon": robustness.get("headline_epsilon", config.get("headline_epsilon")),
-        "noise_levels": distractor.get("noise_levels", config.get("noise_levels")),
-    }
+    resolved = entry_key_fields(result, registry.metrics())  # metric-declared key fields (ε grid, noise grid, ...)
     key = {}
     for name in ENTRY_KEY_FIELDS:
         value = resolved[name] if name in resolved else config.get(name)
-        if isinstance(value, tuple):
-            value = list(value)
-        key[name] = value
+        key[name] = list(value) if isinstance(value, tuple) else value
+    key.update({name: value for name, value in resolved.items() if name not in key})
     from .trust import strip_trust
 
     # trust never changes the numbers and never travels with an entry (see pagbench.trust)
@@ -511,12 +504,13 @@ def options_from_config(config: dict, trust_checkpoint: bool = False, trust_pick
     """
     from dataclasses import fields
 
-    from .options import EvaluationOptions
+    from .options import EvaluationOptions, declared_metric_options, metric_options_from_config
     from .trust import grant
 
     names = {item.name for item in fields(EvaluationOptions)}
     values = {name: config[name] for name in names if name in config}
-    for name in ("metrics", "robustness_epsilons", "noise_levels"):
+    values["metric_options"] = metric_options_from_config(config)
+    for name in ("metrics", *(n for n, o in declared_metric_options().items() if o.type == "floats")):
         if values.get(name) is not None:
             values[name] = tuple(values[name])
     values["model_options"], values["provider_options"] = grant(

@@ -27,8 +27,6 @@ KNOWN = {
     ('pagbench/entries.py', 'standard'),
     ('pagbench/gallery.py', 'accuracy'),
     ('pagbench/gallery.py', 'synthetic'),
-    ('pagbench/leaderboard.py', 'manifold_robustness'),
-    ('pagbench/leaderboard.py', 'signal_distractor_ratio'),
     ('pagbench/leaderboard_cli.py', 'synthetic'),
     ('pagbench/options.py', 'synthetic'),
     ('pagbench/regime_labels.py', 'accuracy'),
