@@ -141,20 +141,14 @@ def evaluate(model, **options):
         raise PagbenchError(f"pagbench.evaluate: {', '.join(module_arguments)} apply to torch.nn.Module models; none was given")
     if "name" in module_arguments and (len(modules) > 1 or named):
         raise PagbenchError("pagbench.evaluate: name= names one module; for several, pass a dict {name: module}")
-    from .options import declared_metric_options
+    from .options import option_names
 
-    declared = {name: option for name, option in declared_metric_options().items()}
-    fields = ({f.name for f in dataclasses.fields(EvaluationOptions)} | set(declared)) - {"model"}
+    fields = option_names()  # the declared options: EvaluationOptions fields and metric options
     unknown = sorted(set(options) - fields)
     if unknown:
         raise PagbenchError(f"pagbench.evaluate: unknown argument(s) {', '.join(unknown)}; options are {', '.join(sorted(fields | set(_RUN_ARGUMENTS) | set(_MODULE_ARGUMENTS)))}")
     if "model_options" in options and not isinstance(options["model_options"], dict):
         raise PagbenchError("pagbench.evaluate: model_options must be a dict")
-    if "metrics" in options and isinstance(options["metrics"], str):
-        options["metrics"] = (options["metrics"],)
-    for key in ("metrics", *(name for name, option in declared.items() if option.type == "floats")):
-        if options.get(key) is not None:
-            options[key] = tuple(options[key])
 
     all_options, loaded = [], []
     keys = list(model) if named else [None] * len(items)

@@ -10,14 +10,12 @@ damaged file is reported once as a warning and recomputed, see :mod:`pagbench.in
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
+from .fingerprint import fingerprint
 from .paths import cache_dir, write_atomic
 
 
@@ -49,8 +47,7 @@ class GeometryCache:
 
     @staticmethod
     def key(**parts) -> str:
-        text = json.dumps(parts, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return fingerprint(parts)
 
     def get_or_compute(self, key: str, compute: Callable[[], "object"], disk: bool = True, storage: str = "float64"):
         """The cached tensor for ``key`` (float64), computing (and storing) it on a miss.

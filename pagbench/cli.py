@@ -150,6 +150,16 @@ def providers_command():
     _simple_listing("manifold_providers", "manifold providers", ("name", "description"), lambda e: (e.name, e.description))
 
 
+@cli.command("schema")
+def schema_command():
+    """Print the JSON Schema (draft 2020-12) of result files."""
+    import json
+
+    from .schema import result_schema
+
+    click.echo(json.dumps(result_schema(), indent=2, ensure_ascii=False))
+
+
 # ------------------------------------------------------------------------------------ evaluate
 def _metrics_table(results: list[dict]):
     """One column per model, one row per metric: value ± stderr."""
@@ -200,76 +210,33 @@ def _report(results: list[dict]) -> None:
             out.print(f"[yellow]warning ({result['config']['model']}): {message}")
 
 
-def evaluation_options(function):
-    """The options shared by ``evaluate`` and ``demo``."""
-    options = [
-        click.option("--dataset", default="synthetic", show_default=True, help="Registered dataset name."),
-        click.option("--split", default="test", show_default=True),
-        click.option("--num-images", type=int, default=500, show_default=True, help="Evaluate the first N images of the split."),
-        click.option("--batch-size", type=int, default=100, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random directions and noise."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
-        click.option("--gradient", type=click.Choice(["logprob", "logit", "logsumexp", "logit-sum"]), default="logprob", show_default=True,
-                     help="What is differentiated: log-probability of the label, its logit, log-sum-exp or sum of logits."),
-        click.option("--score", type=click.Choice(["auto", "posterior", "conditional", "unconditional"]), default="auto", show_default=True,
-                     help="Score to compare with; auto pairs it with --gradient (logprob↔posterior, logit↔conditional, "
-                          "logsumexp/logit-sum↔unconditional)."),
-        click.option("--sigma", type=float, default=None, help="Noise level of the score in [0,1] pixel units (default: the provider's)."),
-        click.option("--score-provider", default=None, help="Score provider (default: the dataset's)."),
-        click.option("--manifold-provider", default=None, help="Manifold provider (default: the dataset's)."),
-        click.option("--metric", "metric_names", multiple=True, help="Only these metrics (repeatable)."),
-        click.option("--data-root", default=None, type=click.Path(), help="Directory holding local dataset copies."),
-        click.option("--provider-option", "provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
-        click.option("--trust-pickle", is_flag=True, help="Allow score providers to unpickle model files (this runs code stored in them)."),
-        click.option("--lpips-random-backbone", is_flag=True, hidden=True, help="Test only: LPIPS with a random AlexNet."),
-        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
-    ]
-    for option in reversed(options):
-        function = option(function)
+def _apply(params, function):
+    """Attach click ``params`` to ``function`` as stacked ``@click.option`` decorators would."""
+    if not hasattr(function, "__click_params__"):
+        function.__click_params__ = []
+    function.__click_params__.extend(reversed(params))
     return function
+
+
+def evaluation_options(function):
+    """The options shared by ``evaluate`` and ``demo``: generated from the ``evaluation`` group of
+    :class:`~pagbench.options.EvaluationOptions`' declarations, then ``--no-progress``."""
+    from .options import click_options
+
+    params = click_options("evaluation") + [click.Option(["--no-progress"], is_flag=True, help="Hide progress bars.")]
+    return _apply(params, function)
 
 
 def model_loading_options(function):
-    """Options that reach the model factory (``EvaluationOptions.model_options``)."""
-    options = [
-        click.option("--weights", default=None, help="Weights file for the model (e.g. timm:NAME offline)."),
-        click.option("--arch", default=None, help="Architecture of a checkpoint:PATH model: any model name (zoo, timm:NAME, a plugin's)."),
-        click.option("--trust-checkpoint", is_flag=True, help="Allow whole pickled modules and TorchScript (loading them runs code from the file)."),
-        click.option("--replace-head", is_flag=True, help="Put an untrained head on weights trained for another class count (result marked requires_finetuning)."),
-        click.option("--model-option", "model_option", multiple=True, help="KEY=VALUE for the model factory (e.g. input_size=64, card.regime=pgd)."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    """Options that reach the model factory (``EvaluationOptions.model_options``; the ``model`` group)."""
+    from .options import click_options
 
-
-def _key_values(items, option: str) -> dict:
-    values = {}
-    for item in items:
-        if "=" not in item:
-            raise PagbenchError(f"{option} expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        values[key.strip()] = value
-    return values
-
-
-def _model_options(kwargs: dict) -> dict:
-    options = _key_values(kwargs.get("model_option", ()), "--model-option")
-    for key in ("weights", "arch"):
-        if kwargs.get(key) is not None:
-            options[key] = kwargs[key]
-    for key in ("trust_checkpoint", "replace_head"):
-        if kwargs.get(key):
-            options[key] = True
-    return options
+    return _apply(click_options("model"), function)
 
 
 def _options_from(kwargs: dict, model: str):
-    from .options import EvaluationOptions
+    from .options import EvaluationOptions, values_from_cli
 
-    provider_options = _key_values(kwargs["provider_option"], "--provider-option")
-    if kwargs.get("trust_pickle"):
-        provider_options["trust_pickle"] = "1"
     metric_values = {}
     for name, declared in _declared_metric_options().items():
         value = kwargs.get(name)
@@ -278,26 +245,7 @@ def _options_from(kwargs: dict, model: str):
         elif declared.type == "flag":
             value = True if value else None
         metric_values[name] = value
-    return EvaluationOptions.create(
-        model=model,
-        dataset=kwargs["dataset"],
-        split=kwargs["split"],
-        num_images=kwargs["num_images"],
-        batch_size=kwargs["batch_size"],
-        seed=kwargs["seed"],
-        device=kwargs["device"],
-        gradient=kwargs["gradient"],
-        score=kwargs["score"],
-        sigma=kwargs["sigma"],
-        score_provider=kwargs["score_provider"],
-        manifold_provider=kwargs["manifold_provider"],
-        metrics=tuple(kwargs["metric_names"]) or None,
-        data_root=kwargs["data_root"],
-        lpips_random_backbone=kwargs["lpips_random_backbone"],
-        provider_options=provider_options,
-        model_options=_model_options(kwargs),
-        **metric_values,
-    )
+    return EvaluationOptions.create(model=model, **values_from_cli(kwargs), **metric_values)
 
 
 def _declared_metric_options() -> dict:
@@ -379,17 +327,17 @@ def evaluate_command(models, output, output_dir, per_image, **kwargs):
     _report(results)
 
 
-DEMO_MODELS = ("bayes", "resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.3")
-
-
 @cli.command("demo")
-@click.option("--model", "models", multiple=True, default=DEMO_MODELS, show_default=True,
+@click.option("--model", "models", multiple=True, default=None, show_default=True,
               help="Models to compare (zoo models are trained on first use).")
 @evaluation_options
 @click.option("--output-dir", default="results", show_default=True, type=click.Path())
 def demo_command(models, output_dir, **kwargs):
     """The main job on the embedded dataset: the Bayes-optimal model against trained CNNs."""
     from .errors import DegenerateImagesWarning
+    from .options import demo_models
+
+    models = tuple(models) or demo_models(kwargs.get("dataset"))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateImagesWarning)  # the table reports it; other warnings stay visible
@@ -403,6 +351,29 @@ cli.add_command(leaderboard_group)
 cli.add_command(gallery_command)
 
 
+def _parameter(command: click.Command, name: str) -> click.Parameter:
+    return next(param for param in command.params if param.name == name)
+
+
+def apply_plugin_defaults() -> None:
+    """Defaults that name built-ins come from plugins: ``--dataset`` is the dataset marked
+    ``default=True``, ``demo --model`` its ``demo_models``. Without them (no dataset marked, or
+    several) the options stay unset and the error comes when a command runs."""
+    from .options import default_dataset, demo_models
+
+    try:
+        dataset = default_dataset()
+    except PagbenchError:
+        dataset = None
+    for command in (evaluate_command, demo_command, gallery_command):
+        _parameter(command, "dataset").default = dataset
+    try:
+        models = demo_models(dataset) if dataset else None
+    except PagbenchError:
+        models = None
+    _parameter(demo_command, "models").default = models
+
+
 def build_cli() -> click.Group:
     """The root group with every plugin's commands added."""
     from .plugins import get_plugin_manager, record_failure
@@ -412,6 +383,7 @@ def build_cli() -> click.Group:
         add_metric_options([evaluate_command, demo_command])
     except Exception as error:  # a metric declaring an option twice, differently: report, keep the CLI
         record_failure("metrics", None, error)
+    apply_plugin_defaults()
     for implementation in manager.hook.register_commands.get_hookimpls():
         try:
             implementation.function(**{name: cli for name in implementation.argnames})
@@ -443,4 +415,33 @@ def main() -> None:
         fail("terminated (SIGTERM)", Terminated.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    group(prog_name="pagbench")
+    try:
+        group(prog_name="pagbench")
+    except SystemExit as done:
+        exit_now(done.code)
+
+
+def exit_now(code) -> None:
+    """Leave the process with ``code`` (a ``SystemExit`` code). Once torch is loaded, the
+    interpreter's module-by-module teardown alone takes ~0.4 s (measured on 2 CPU cores), so
+    then atexit handlers run (tempfile and weakref finalisers, logging), the streams are flushed
+    and the process ends with ``os._exit``; without torch, a plain ``SystemExit``."""
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    import atexit
+    import os
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)

@@ -15,6 +15,8 @@ class DatasetEntry:
 
     ``default_score_provider`` / ``default_manifold_provider`` name the providers used when the
     user does not choose one (``None``: metrics that need them are reported unavailable).
+    ``default``: this is the dataset used when none is named (exactly one registered dataset sets
+    it); ``demo_models``: the models ``pagbench demo`` compares on it.
     ``version``: bump it whenever the images a name stands for change (a new construction);
     models pagbench trains are stored under it, so a model of an older version is never reused.
     """
@@ -29,6 +31,8 @@ class DatasetEntry:
     default_score_provider: str | None = None
     default_manifold_provider: str | None = None
     version: str = ""
+    default: bool = False  #: the dataset used when none is named (exactly one registered dataset sets it)
+    demo_models: tuple[str, ...] = ()  #: the models ``pagbench demo`` compares on this dataset
 
 
 @dataclass(frozen=True)
@@ -138,3 +142,20 @@ class TrainerEntry:
     description: str = ""
     strength_name: str = "strength"
     default_strengths: tuple[float, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class EntryColumn:
+    """A leaderboard column whose cells a plugin computes from all entries at once (the zoo's
+    regime labels compare the entries of one sweep), shown after the metric columns.
+
+    ``cells(results)`` takes the result documents of every entry (any datasets, regimes and
+    configurations mixed) and returns one markdown cell per document, in the same order (``-``
+    when undecided). ``description`` is the column's bullet in the board's column legend;
+    ``rule`` a paragraph (markdown, may be "") appended to the board's introduction.
+    """
+
+    name: str
+    cells: Callable[[list], list]
+    description: str = ""
+    rule: str = ""

@@ -67,57 +67,78 @@ class GalleryData:
                            self.score, self.score_note)
 
 
-def compute_gallery(models: Sequence[str], *, dataset: str = "synthetic", split: str = "test", num_images: int = 4,
+def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split: str = "test", num_images: int = 4,
                     gradient: str = "logprob", score: str = "auto", sigma: float | None = None,
                     score_provider: str | None = None, manifold_provider: str | None = None, data_root: str | None = None,
-                    device: str = "cpu", provider_options: dict | None = None, first_image: int = 0) -> GalleryData:
-    """Input gradients of each model (``pagbench.gradients.input_gradients``) and the dataset's
-    score (from the score provider that ``pagbench.runner.prepare`` resolves) on images
-    ``first_image … first_image + num_images − 1`` of ``split``. Zoo models train on first use."""
+                    device: str = "cpu", provider_options: dict | None = None, first_image: int = 0,
+                    cache=None) -> GalleryData:
+    """Input gradients of each model and the dataset's score on images ``first_image …
+    first_image + num_images − 1`` of ``split`` (``dataset`` None: the default dataset), through
+    the runner's pipeline (:func:`pagbench.runner.prepare_all`, :func:`pagbench.runner.iter_batches`):
+    the models share the dataset, the providers and the geometry cache, so the score is computed
+    once. Each cosine is the one ``score_cosine`` reports for that image (the gradient resized to
+    the score's resolution when the dataset is scored at another, ``Dataset.score_image_shape``).
+    Zoo models train on first use."""
     import torch
 
-    from .gradients import input_gradients
+    from .cache import GeometryCache
+    from .errors import MetricUnavailable
     from .options import EvaluationOptions
-    from .runner import prepare
+    from .runner import iter_batches, prepare_all
 
     if not models:
         raise PagbenchError("a gallery needs at least one --model")
     if len(set(models)) != len(models):
         raise PagbenchError("a gallery lists each model once")
-    if num_images <= 0:
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images <= 0:
         raise PagbenchError(f"--num-images must be positive, got {num_images}")
-    data = None
-    for model in models:
-        options = EvaluationOptions(model=model, dataset=dataset, split=split, num_images=first_image + num_images,
-                                    gradient=gradient, score=score, sigma=sigma, score_provider=score_provider,
-                                    manifold_provider=manifold_provider, metrics=("accuracy",), data_root=data_root,
-                                    device=device, provider_options=dict(provider_options or {}))
-        setup = prepare(options)
-        if data is None:
-            batch = setup.dataset.split(split).batch(list(range(first_image, first_image + num_images)))
-            data = GalleryData(dataset, split, gradient, None, None, batch.images.double().numpy(),
-                               batch.labels.numpy(), batch.indices.numpy())
-            score_tensor = None
-            if setup.score_provider is not None:
-                data.score_kind, data.sigma = setup.score_kind, setup.sigma
-                score_tensor = setup.score_provider.scores(batch.images, batch.labels, setup.sigma, setup.score_kind).double().cpu()
-                data.score = score_tensor.numpy()
-            else:
-                data.score_note = f"no score provider for {dataset!r}"
-        images, labels = batch.images.to(setup.device), batch.labels.to(setup.device)
-        logits, grad = input_gradients(setup.model.module, images, labels, gradient)
-        grad = grad.cpu()
-        data.models.append(model)
-        data.gradients[model] = grad.numpy()
-        data.predictions[model] = logits.argmax(1).cpu().numpy()
-        if score_tensor is not None:
-            flat_g, flat_s = grad.reshape(len(grad), -1), score_tensor.reshape(len(grad), -1)
-            denominator = flat_g.norm(dim=1) * flat_s.norm(dim=1)
-            cosine = (flat_g * flat_s).sum(1) / denominator
-            data.cosines[model] = torch.where(denominator > 0, cosine, torch.full_like(cosine, float("nan"))).numpy()
+    if isinstance(first_image, bool) or not isinstance(first_image, int) or first_image < 0:
+        raise PagbenchError(f"the first image must be an index >= 0, got {first_image}")
+    all_options = [EvaluationOptions(model=model, dataset=dataset, split=split, num_images=first_image + num_images,
+                                     batch_size=num_images, gradient=gradient, score=score, sigma=sigma,
+                                     score_provider=score_provider, manifold_provider=manifold_provider, data_root=data_root,
+                                     device=device, provider_options=dict(provider_options or {}))
+                   for model in models]
+    setups = prepare_all(all_options, with_metrics=False)
+    first = setups[0]
+    indices = list(range(first_image, first_image + num_images))
+    batch = first.dataset.split(split).batch(indices)
+    data = GalleryData(first.options.dataset, split, gradient, None, None, batch.images.double().numpy(),
+                       batch.labels.numpy(), batch.indices.numpy())
+    with_score = first.score_provider is not None
+    if with_score:
+        try:
+            first.score_provider.check(first.sigma, first.score_kind)
+        except MetricUnavailable as error:
+            with_score, data.score_note = False, str(error)
+    else:
+        data.score_note = first.score_unavailable or f"no score provider for {first.options.dataset!r}"
+    cache = cache if cache is not None else GeometryCache()
+    for setup in setups:
+        (context,) = iter_batches(setup, indices, cache=cache, needs_score=with_score)
+        name = setup.options.model
+        data.models.append(name)
+        data.gradients[name] = context.gradient.numpy()
+        data.predictions[name] = context.logits.argmax(1).cpu().numpy()
+        if context.score is not None:
+            if data.score is None:
+                data.score_kind, data.sigma, data.score = setup.score_kind, setup.sigma, context.score.double().cpu().numpy()
+            data.cosines[name] = context.masked(score_cosine(context.gradient_for_score(), context.score)).numpy()
         else:
-            data.cosines[model] = torch.full((num_images,), float("nan"), dtype=torch.float64).numpy()
+            data.cosines[name] = torch.full((num_images,), float("nan"), dtype=torch.float64).numpy()
     return data
+
+
+def score_cosine(gradient, score):
+    """Per-image cos(g, s) of two (B, ...) tensors in float64; NaN where either is zero (as the
+    ``score_cosine`` metric computes it)."""
+    import torch
+
+    a = gradient.reshape(gradient.shape[0], -1).double()
+    b = score.reshape(score.shape[0], -1).double()
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    value = (a * b).sum(1) / norms
+    return torch.where(norms > 0, value, torch.full_like(value, float("nan")))
 
 
 def _normalised(array):

@@ -78,5 +78,16 @@ def register_metrics(register):
 
 
 @hookspec
+def register_board_columns(register):
+    """Register leaderboard columns computed from the entries: ``register(EntryColumn(name, cells,
+    description, rule))`` (:class:`pagbench.entries.EntryColumn`).
+
+    ``cells(results)`` receives the result documents of every leaderboard entry and returns one
+    cell text per document, same order. The columns follow the metric columns (which metrics
+    declare themselves, :class:`pagbench.metrics.BoardColumn`), in registration order.
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``pagbench`` command line: ``cli`` is the root ``click.Group``."""

@@ -50,7 +50,8 @@ from typing import Iterable
 
 from .errors import PagbenchError
 from .integrity import DamagedFile
-from .results import load_result, validate_result
+from .results import TOP_LEVEL_FIELDS, load_result, validate_result
+from .schema import validate_result as follows_schema
 
 #: The default leaderboard folder, relative to the working directory (the repository root).
 DEFAULT_ROOT = Path("leaderboard")
@@ -342,7 +343,10 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
     for path in paths:
         if path.is_dir():
             raise PagbenchError(f"{path}: is a folder, not a result file")
-        result = check_leaderboard_result(load_result(path), str(path))
+        result = load_result(path)
+        # the published schema (pagbench schema); unknown top-level fields are dropped, not refused
+        follows_schema({name: value for name, value in result.items() if name in TOP_LEVEL_FIELDS}, source=str(path))
+        result = check_leaderboard_result(result, str(path))
         entry = make_entry(result)
         _check_size(entry, path)
         loaded.append((path, entry))

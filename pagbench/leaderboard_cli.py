@@ -9,6 +9,8 @@ import sys
 import click
 
 from .errors import PagbenchError
+from .gradients import GRADIENTS
+from .scores import SCORE_KINDS
 
 _DIR = click.option("--dir", "root", default="leaderboard", show_default=True, type=click.Path(file_okay=False),
                     help="The leaderboard folder (entries/, galleries/, cards/, README.md).")
@@ -185,11 +187,11 @@ def leaderboard_gallery_command(datasets, num_images, device, data_root, display
 
 @click.command("gallery")
 @click.option("--model", "models", multiple=True, required=True, help="Model name (repeatable; one column each).")
-@click.option("--dataset", default="synthetic", show_default=True)
+@click.option("--dataset", default=None, show_default=True)
 @click.option("--split", default="test", show_default=True)
 @click.option("--num-images", type=int, default=4, show_default=True, help="Rows: the first N images of the split.")
-@click.option("--gradient", type=click.Choice(["logprob", "logit", "logsumexp", "logit-sum"]), default="logprob", show_default=True)
-@click.option("--score", type=click.Choice(["auto", "posterior", "conditional", "unconditional"]), default="auto", show_default=True)
+@click.option("--gradient", type=click.Choice(GRADIENTS), default="logprob", show_default=True)
+@click.option("--score", type=click.Choice(("auto", *SCORE_KINDS)), default="auto", show_default=True)
 @click.option("--sigma", type=float, default=None, help="Noise level of the score in [0,1] pixel units (default: the provider's).")
 @click.option("--score-provider", default=None, help="Score provider (default: the dataset's).")
 @click.option("--provider-option", "provider_option", multiple=True, help="KEY=VALUE passed to the score provider.")

@@ -21,8 +21,8 @@ from pathlib import Path
 from .version import __version__
 from .errors import PagbenchError
 from .paths import write_json_atomic
-
-SCHEMA_VERSION = 1
+from .schema import SCHEMA_VERSION
+from .schema import validate_result as follows_schema
 REQUIRED = ("schema_version", "pagbench_version", "config", "metrics", "created")
 REQUIRED_CONFIG = ("model", "dataset", "split", "num_images", "seed", "gradient")
 REQUIRED_METRIC = ("value", "stderr", "n", "higher_is_better")
@@ -107,8 +107,10 @@ def check_writable(path: str | Path) -> None:
 
 
 def write_result(result: dict, path: str | Path) -> Path:
-    """Validate and write atomically (a failure leaves no file behind)."""
+    """Validate (:func:`validate_result` and the published schema, :mod:`pagbench.schema`) and
+    write atomically (a failure leaves no file behind)."""
     validate_result(result, source=str(path))
+    follows_schema(result, source=str(path))
     return write_json_atomic(path, result)
 
 

@@ -16,27 +16,14 @@ from typing import Any
 from .aggregate import summarize
 from .cache import GeometryCache
 from .errors import DegenerateImagesWarning, MetricUnavailable, PagbenchError
-from .gradients import GRADIENTS, input_gradients
+from .gradients import input_gradients
 from .options import EvaluationOptions
-from .scores import PAIRED_SCORE, SCORE_KINDS
-
-
+from .scores import PAIRED_SCORE
 
 
 def _check_options(options: EvaluationOptions) -> None:
-    if options.gradient not in GRADIENTS:
-        raise PagbenchError(f"unknown gradient {options.gradient!r}; choose from {', '.join(GRADIENTS)}")
-    if options.score != "auto" and options.score not in SCORE_KINDS:
-        raise PagbenchError(f"unknown score {options.score!r}; choose from auto, {', '.join(SCORE_KINDS)}")
-    if options.num_images <= 0:
-        raise PagbenchError(f"--num-images must be positive, got {options.num_images}")
-    if options.batch_size <= 0:
-        raise PagbenchError(f"--batch-size must be positive, got {options.batch_size}")
-    if options.sigma is not None and not options.sigma >= 0:
-        raise PagbenchError(f"--sigma must be >= 0 (pixel units), got {options.sigma}")
-    from .validation import check_evaluation_options
-
-    check_evaluation_options(options)  # finite numbers, grids, device, env, option keys, cache dir
+    """The checks declared with the options (:meth:`EvaluationOptions.validate`), before any compute."""
+    options.validate()
 
 
 def _provider(kind: str, name: str | None, default: str | None, dataset, options):
@@ -70,6 +57,7 @@ class SharedSetup:
     manifold_provider_name: str | None = None
     score_kind: str = "posterior"
     sigma: float | None = None
+    score_unavailable: str | None = None  # why there is no score provider, when there is none
     metrics: list = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
 
@@ -92,8 +80,11 @@ def shared_key(options: EvaluationOptions) -> tuple:
     return (json.dumps(config, sort_keys=True, default=str),)
 
 
-def prepare_shared(options: EvaluationOptions) -> SharedSetup:
-    """Resolve the dataset, providers, σ and metric availability (no heavy compute, no model)."""
+def prepare_shared(options: EvaluationOptions, *, with_metrics: bool = True) -> SharedSetup:
+    """Resolve the dataset, providers, σ and metric availability (no heavy compute, no model).
+
+    ``with_metrics=False`` resolves no metric (e.g. for a gallery, which needs only gradients
+    and scores): ``metrics`` stays empty and nothing is refused for lack of one."""
     from . import registry
     from .models import resolve_device
 
@@ -115,9 +106,12 @@ def prepare_shared(options: EvaluationOptions) -> SharedSetup:
         "manifold", options.manifold_provider, dataset_entry.default_manifold_provider, dataset, options
     )
     shared.score_provider, shared.manifold_provider = score_provider, manifold_provider
+    shared.score_unavailable = score_reason
     if score_provider is not None:
         shared.sigma = float(options.sigma if options.sigma is not None else score_provider.default_sigma)
 
+    if not with_metrics:
+        return shared
     metric_table = registry.metrics()
     wanted = list(options.metrics) if options.metrics else metric_table.names()
     for name in wanted:
@@ -143,7 +137,7 @@ def prepare_shared(options: EvaluationOptions) -> SharedSetup:
     return shared
 
 
-def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None = None) -> EvaluationSetup:
+def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None = None, *, with_metrics: bool = True) -> EvaluationSetup:
     """Resolve names, load the model, check shapes and metric availability (no heavy compute).
 
     ``model`` may be a ready :class:`~pagbench.models.LoadedModel`; otherwise ``options.model``
@@ -154,7 +148,7 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
 
     started = time.perf_counter()
     if shared is None:
-        shared = prepare_shared(options)
+        shared = prepare_shared(options, with_metrics=with_metrics)
     elif shared_key(shared.options) != shared_key(options):
         raise PagbenchError("internal: a shared setup was reused for another configuration")
     dataset, device = shared.dataset, shared.device
@@ -166,7 +160,7 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
     return EvaluationSetup(**common, model=loaded, prepare_seconds=time.perf_counter() - started)
 
 
-def prepare_all(all_options, models=None) -> list[EvaluationSetup]:
+def prepare_all(all_options, models=None, *, with_metrics: bool = True) -> list[EvaluationSetup]:
     """:func:`prepare` for several evaluations, building each distinct :class:`SharedSetup`
     once and loading every model before any compute (a bad model fails before the first one
     runs). ``models`` is None or a list, aligned with ``all_options``, of ready
@@ -180,7 +174,7 @@ def prepare_all(all_options, models=None) -> list[EvaluationSetup]:
         key = shared_key(options)
         started = time.perf_counter()
         if key not in shared_by_key:
-            shared_by_key[key] = prepare_shared(options)
+            shared_by_key[key] = prepare_shared(options, with_metrics=with_metrics)
         shared_seconds = time.perf_counter() - started
         setup = prepare(options, model=model, shared=shared_by_key[key])
         setup.prepare_seconds += shared_seconds
@@ -209,6 +203,89 @@ class _Randomness:
         return torch.stack(draws)
 
 
+def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timing: dict | None = None,
+                 degenerate: dict | None = None, needs_score: bool = True, needs_tangent: bool = False,
+                 needs_mask: bool = False):
+    """The evaluation pipeline: per batch of ``setup.options.batch_size`` of the split's images
+    ``indices``, one forward/backward pass of the model for the chosen input gradient
+    (:func:`pagbench.gradients.input_gradients`), the score and the tangent basis from ``cache``
+    (computed once per image batch, whatever the model), yielded as a
+    :class:`~pagbench.metrics.MetricContext`. ``evaluate``, galleries and re-evaluations consume it.
+
+    ``timing`` (``model_seconds``, ``geometry_seconds``) and ``degenerate`` (counts of zero and
+    non-finite gradients and outputs) are accumulated in place when given. ``needs_score`` asks
+    for the score only when the setup has a score provider.
+    """
+    import torch
+
+    from .metrics import MetricContext
+
+    options, dataset, module, device = setup.options, setup.dataset, setup.model.module, setup.device
+    split = dataset.split(options.split)
+    timing = timing if timing is not None else {"model_seconds": 0.0, "geometry_seconds": 0.0}
+    degenerate = degenerate if degenerate is not None else {"zero_gradient": 0, "nonfinite_gradient": 0, "nonfinite_logits": 0}
+    needs_score = needs_score and setup.score_provider is not None
+    needs_tangent = needs_tangent and setup.manifold_provider is not None
+    indices = [int(index) for index in indices]
+
+    def probabilities(images):
+        with torch.no_grad():
+            return torch.softmax(module(images).double(), dim=1)
+
+    for start in range(0, len(indices), options.batch_size):
+        batch_indices = indices[start : start + options.batch_size]
+        batch = split.batch(batch_indices)
+        images, labels = batch.images.to(device), batch.labels.to(device)
+
+        tick = time.perf_counter()
+        logits, gradient = input_gradients(module, images, labels, options.gradient)
+        gradient = gradient.cpu()
+        timing["model_seconds"] += time.perf_counter() - tick
+
+        flat = gradient.reshape(gradient.shape[0], -1)
+        finite = torch.isfinite(flat).all(1)
+        nonzero = flat.abs().amax(1) > 0
+        logits_finite = torch.isfinite(logits).all(1).cpu()
+        degenerate["nonfinite_logits"] += int((~logits_finite).sum())
+        degenerate["nonfinite_gradient"] += int((~finite & logits_finite).sum())
+        degenerate["zero_gradient"] += int((finite & ~nonzero).sum())
+        gradient_ok = finite & nonzero & logits_finite
+
+        tick = time.perf_counter()
+        score = tangent = None
+        batch_key = dict(dataset=dataset.fingerprint, split=options.split,
+                         indices=hashlib.sha256(str(batch_indices).encode()).hexdigest())
+        if needs_score:
+            provider = setup.score_provider
+            key = cache.key(kind="score", provider=provider.fingerprint, sigma=setup.sigma, score=setup.score_kind, **batch_key)
+            score = cache.get_or_compute(
+                key,
+                lambda: provider.scores(batch.images, batch.labels, setup.sigma, setup.score_kind),
+                disk=provider.disk_cache,
+            )
+        if needs_tangent:
+            provider = setup.manifold_provider
+            key = cache.key(kind="tangent", provider=provider.fingerprint, **batch_key)
+            tangent = cache.get_or_compute(
+                key, lambda: provider.tangent_basis(batch.images, batch.labels), disk=provider.disk_cache, storage="float32"
+            )
+        timing["geometry_seconds"] += time.perf_counter() - tick
+        yield MetricContext(
+            images=images,
+            labels=labels,
+            logits=logits,
+            gradient=gradient,
+            gradient_ok=gradient_ok,
+            probabilities=probabilities,
+            randomness=_Randomness(options.seed, batch_indices),
+            dataset=dataset,
+            options=options,
+            score=score,
+            tangent_basis=tangent,
+            signal_mask=batch.signal_mask if needs_mask else None,
+        )
+
+
 def evaluate(
     options: EvaluationOptions,
     *,
@@ -227,16 +304,12 @@ def evaluate(
     """
     import torch
 
-    from .metrics import MetricContext
-
     started = time.perf_counter()
     started_with_setup = setup is not None
     if setup is None:
         setup = prepare(options, model=model)
     options = setup.options
     cache = cache if cache is not None else GeometryCache()
-    dataset, split = setup.dataset, setup.dataset.split(options.split)
-    module, device = setup.model.module, setup.device
     needs_score = any("score" in m.requires for m in setup.metrics)
     needs_tangent = any("tangent_basis" in m.requires for m in setup.metrics)
     needs_mask = any("signal_mask" in m.requires for m in setup.metrics)
@@ -248,66 +321,12 @@ def evaluate(
     per_metric: dict[str, float] = {}
     indices_all = list(range(options.num_images))
 
-    def probabilities(images):
-        with torch.no_grad():
-            return torch.softmax(module(images).double(), dim=1)
-
     from .progress import progress_bar
 
     with progress_bar(f"evaluating {setup.model.name}", total=options.num_images, enabled=progress) as advance:
-        for start in range(0, options.num_images, options.batch_size):
-            indices = indices_all[start : start + options.batch_size]
-            batch = split.batch(indices)
-            images, labels = batch.images.to(device), batch.labels.to(device)
-
+        for context in iter_batches(setup, indices_all, cache=cache, timing=timing, degenerate=degenerate,
+                                    needs_score=needs_score, needs_tangent=needs_tangent, needs_mask=needs_mask):
             tick = time.perf_counter()
-            logits, gradient = input_gradients(module, images, labels, options.gradient)
-            gradient = gradient.cpu()
-            timing["model_seconds"] += time.perf_counter() - tick
-
-            flat = gradient.reshape(gradient.shape[0], -1)
-            finite = torch.isfinite(flat).all(1)
-            nonzero = flat.abs().amax(1) > 0
-            logits_finite = torch.isfinite(logits).all(1).cpu()
-            degenerate["nonfinite_logits"] += int((~logits_finite).sum())
-            degenerate["nonfinite_gradient"] += int((~finite & logits_finite).sum())
-            degenerate["zero_gradient"] += int((finite & ~nonzero).sum())
-            gradient_ok = finite & nonzero & logits_finite
-
-            tick = time.perf_counter()
-            score = tangent = None
-            batch_key = dict(dataset=dataset.fingerprint, split=options.split, indices=hashlib.sha256(str(indices).encode()).hexdigest())
-            if needs_score:
-                provider = setup.score_provider
-                key = cache.key(kind="score", provider=provider.fingerprint, sigma=setup.sigma, score=setup.score_kind, **batch_key)
-                score = cache.get_or_compute(
-                    key,
-                    lambda: provider.scores(batch.images, batch.labels, setup.sigma, setup.score_kind),
-                    disk=provider.disk_cache,
-                )
-            if needs_tangent:
-                provider = setup.manifold_provider
-                key = cache.key(kind="tangent", provider=provider.fingerprint, **batch_key)
-                tangent = cache.get_or_compute(
-                    key, lambda: provider.tangent_basis(batch.images, batch.labels), disk=provider.disk_cache, storage="float32"
-                )
-            timing["geometry_seconds"] += time.perf_counter() - tick
-
-            tick = time.perf_counter()
-            context = MetricContext(
-                images=images,
-                labels=labels,
-                logits=logits,
-                gradient=gradient,
-                gradient_ok=gradient_ok,
-                probabilities=probabilities,
-                randomness=_Randomness(options.seed, indices),
-                dataset=dataset,
-                options=options,
-                score=score,
-                tangent_basis=tangent,
-                signal_mask=batch.signal_mask if needs_mask else None,
-            )
             for metric in setup.metrics:
                 metric_tick = time.perf_counter()
                 output = metric.compute(context)
@@ -317,7 +336,7 @@ def evaluate(
                 for name, values in output.curves.items():
                     curves.setdefault(name, []).append(values.detach().double().cpu())
             timing["metrics_seconds"] += time.perf_counter() - tick
-            advance(len(indices))
+            advance(len(context.labels))
 
     per_image_tensors = {name: torch.cat(parts) for name, parts in per_image_values.items()}
     metrics_out: dict[str, dict] = {}
@@ -384,4 +403,4 @@ def evaluate_many(all_options, *, models=None, cache: GeometryCache | None = Non
         yield evaluate(setup.options, cache=cache, progress=progress, per_image=per_image, setup=setup)
 
 
-__all__ = ["EvaluationOptions", "EvaluationSetup", "SharedSetup", "evaluate", "evaluate_many", "prepare", "prepare_all", "prepare_shared"]
+__all__ = ["EvaluationOptions", "EvaluationSetup", "SharedSetup", "evaluate", "evaluate_many", "iter_batches", "prepare", "prepare_all", "prepare_shared"]

@@ -128,3 +128,29 @@ def test_help_imports_no_heavy_libraries():
 def test_console_script_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "pagbench", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "0.1.0" in result.stdout
+
+
+def test_every_generated_flag_reaches_the_options_it_declares():
+    """The click options are generated from EvaluationOptions' declarations: each flag lands in its field."""
+    cli = build_cli()
+    command = cli.commands["evaluate"]
+    context = command.make_context("evaluate", [
+        "--model", "m", "--dataset", "synthetic", "--split", "train", "--num-images", "7", "--batch-size", "3", "--seed", "5",
+        "--gradient", "logit", "--score", "conditional", "--sigma", "0.1", "--score-provider", "analytic",
+        "--manifold-provider", "analytic", "--metric", "accuracy", "--metric", "score_cosine", "--data-root", "/data",
+        "--provider-option", "a=1", "--trust-pickle", "--lpips-random-backbone", "--weights", "w.pt", "--arch", "net",
+        "--trust-checkpoint", "--replace-head", "--model-option", "k=v", "--epsilons", "0.5,1", "--headline-epsilon", "1"])
+    from pagbench.cli import _options_from
+
+    options = _options_from(context.params, "m")
+    assert (options.dataset, options.split, options.num_images, options.batch_size, options.seed) == ("synthetic", "train", 7, 3, 5)
+    assert (options.gradient, options.score, options.sigma) == ("logit", "conditional", 0.1)
+    assert (options.score_provider, options.manifold_provider, options.data_root) == ("analytic", "analytic", "/data")
+    assert options.metrics == ("accuracy", "score_cosine") and options.lpips_random_backbone is True
+    assert options.provider_options == {"a": "1", "trust_pickle": "1"}
+    assert options.model_options == {"k": "v", "weights": "w.pt", "arch": "net", "trust_checkpoint": True, "replace_head": True}
+    assert options.robustness_epsilons == (0.5, 1.0) and options.headline_epsilon == 1.0
+    defaults = _options_from(command.make_context("evaluate", ["--model", "m"]).params, "m")
+    from pagbench.options import EvaluationOptions
+
+    assert defaults == EvaluationOptions(model="m")  # the CLI's defaults are the dataclass's

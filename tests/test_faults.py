@@ -509,7 +509,7 @@ def test_training_terminated_after_an_epoch_exits_143_and_resumes(tmp_path):
 
     with env(PAGBENCH_CACHE_DIR=str(tmp_path / "cache")):
         from pagbench_plugins.zoo.recipes import recipe_for
-        from pagbench.training import recipe_dir
+        from pagbench_plugins.zoo.training import recipe_dir
 
         recipe = recipe_for("synthetic", "standard", 0.0).with_overrides(epochs=3)
         directory = recipe_dir(recipe)
@@ -611,7 +611,7 @@ def test_sweep_terminated_after_an_epoch_exits_143_and_the_rerun_resumes(tmp_pat
 
     with env(PAGBENCH_CACHE_DIR=str(tmp_path / "cache")):
         from pagbench_plugins.zoo.recipes import recipe_for
-        from pagbench.training import recipe_dir
+        from pagbench_plugins.zoo.training import recipe_dir
 
         directory = recipe_dir(recipe_for("synthetic", "standard", 0.0, seed=0, preset="cpu", epochs=2))
     command = [sys.executable, "-m", "pagbench", *_sweep_command(tmp_path, 2)]
@@ -757,7 +757,7 @@ def test_a_zoo_model_with_damaged_stored_weights_is_retrained_on_next_use_with_o
 
     from pagbench_plugins.zoo.build import obtain
     from pagbench_plugins.zoo.recipes import recipe_for
-    from pagbench.training import recipe_dir
+    from pagbench_plugins.zoo.training import recipe_dir
 
     recipe = recipe_for("synthetic", "standard", 0.0).with_overrides(epochs=1)
     first, _ = obtain(recipe, synthetic, progress=False)
@@ -806,7 +806,7 @@ def test_damaged_fitted_provider_weights_are_refused_in_one_line(fitted, tmp_pat
 @pytest.mark.parametrize("damage", [_flip, _truncate])
 def test_damaged_model_store_weights_and_resume_checkpoints_are_detected(tmp_path, damage):
     from pagbench.integrity import DamagedFile
-    from pagbench.training import _save_tensor_file, load_tensor_file
+    from pagbench.store import load_tensors as load_tensor_file, save_tensors as _save_tensor_file
 
     path = tmp_path / "weights.pt"
     _save_tensor_file(path, {"w": torch.arange(4096, dtype=torch.float32)})

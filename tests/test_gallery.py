@@ -3,9 +3,12 @@
 import struct
 
 import pytest
+import torch
 from click.testing import CliRunner
 
+from pagbench import ModelCard, ModelEntry, ScoreProviderEntry, hookimpl
 from pagbench.cli import build_cli
+from pagbench.scores import ScoreProvider
 
 from .controls import ControlPlugin
 
@@ -86,3 +89,116 @@ def test_model_names_that_are_not_file_safe_get_their_own_card():
 
     assert card_path(entry("bayes")) == "cards/synthetic/bayes.md"
     assert card_path(entry("timm:resnet")) != card_path(entry("timm-resnet"))
+
+
+# ------------------------------------------------------------- one pipeline with the runner
+def test_gallery_cosines_are_the_runners_score_cosines_and_the_geometry_is_shared(register_plugin):
+    import pagbench
+    from pagbench.cache import GeometryCache
+    from pagbench.gallery import compute_gallery
+
+    register_plugin(ControlPlugin(), name="controls")
+    results = pagbench.evaluate(["bayes", "control-off"], num_images=8, batch_size=4, per_image=True, metrics=("score_cosine",))
+    cache = GeometryCache(use_disk=False)
+    data = compute_gallery(["bayes", "control-off"], num_images=3, first_image=2, cache=cache)
+    for name, result in zip(("bayes", "control-off"), results):
+        assert data.cosines[name] == pytest.approx(result["per_image"]["score_cosine"][2:5], rel=1e-12, abs=1e-12)
+    assert cache.hits == 1  # the second model reads the first model's score: computed once
+
+
+class _ProbeModels:
+    """A linear classifier for any dataset's shape and classes, and a score taken at the dataset's
+    score resolution (``Dataset.score_image_shape``), like EDM scores of ImageNet at 64×64."""
+
+    @hookimpl
+    def register_models(self, register):
+        def factory(name, dataset, device):
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(dataset.dim, dataset.num_classes))
+
+        register(ModelEntry("gallery-probe", factory, ModelCard("linear", "any")))
+
+    @hookimpl
+    def register_score_providers(self, register):
+        register(ScoreProviderEntry("probe-score", lambda dataset, options: _ProbeScore(dataset), options=()))
+
+
+class _ProbeScore(ScoreProvider):
+    name = "probe-score"
+    disk_cache = False
+
+    def __init__(self, dataset):
+        from pagbench.scores import score_image_shape
+
+        self.size = score_image_shape(dataset)[1:]
+
+    def scores(self, images, labels, sigma, kind):
+        from pagbench.scores import resize_images
+
+        return (0.5 - resize_images(images.double(), self.size))  # toward grey, at the score's resolution
+
+
+def _fake_files(name, root):
+    """Tiny files in the real on-disk formats (as tests/test_datasets.py writes them); None when
+    the dataset needs no files."""
+    from .test_datasets import write_cifar, write_mnist, write_npz
+
+    if name == "cifar10":
+        write_cifar(root / "cifar-10-batches-py")
+    elif name.startswith("mnist-distractor"):
+        write_mnist(root)
+    elif name == "imagenet64":
+        root.mkdir(parents=True, exist_ok=True)
+        write_npz(root / "val_data.npz", 3, 0)
+        write_npz(root / "train_data_batch_1.npz", 3, 1)
+    elif name == "imagenet":
+        from PIL import Image
+
+        for wnid, color in (("n01440764", (255, 0, 0)), ("n01443537", (0, 0, 255))):
+            folder = root / "val" / wnid
+            folder.mkdir(parents=True)
+            Image.new("RGB", (240, 260), color).save(folder / "ILSVRC2012_val_00000001.JPEG", format="JPEG")
+    else:
+        return None
+    return str(root)
+
+
+def _registered_datasets():
+    from pagbench.registry import datasets
+
+    return datasets().names()
+
+
+@pytest.mark.parametrize("dataset", _registered_datasets())
+@pytest.mark.parametrize("score_provider", [None, "probe-score"])
+def test_a_gallery_over_every_dataset_is_a_picture_or_one_line(dataset, score_provider, register_plugin, tmp_path):
+    from pagbench.errors import PagbenchError
+    from pagbench.gallery import compute_gallery, gallery_size, render_gallery
+
+    register_plugin(_ProbeModels(), name="gallery-probe")
+    data_root = _fake_files(dataset, tmp_path / "data")
+    try:
+        data = compute_gallery(["gallery-probe"], dataset=dataset, num_images=2, data_root=data_root, score_provider=score_provider)
+    except PagbenchError as error:  # e.g. a score provider that needs weights nobody fitted here
+        assert "\n" not in str(error) and score_provider is None
+        return
+    if score_provider is not None:
+        assert data.score is not None and all(abs(value) <= 1 for value in data.cosines["gallery-probe"])
+    else:
+        assert data.score is not None or data.score_note
+    path = render_gallery(data, tmp_path / "g.png")
+    assert png_size(path) == gallery_size(1, 2, with_score=data.score is not None)
+
+
+def test_imagenet_gallery_compares_the_gradient_at_the_scores_resolution(register_plugin, tmp_path):
+    """ImageNet is 224×224, its score 64×64: the gradient is resized like the runner's score_cosine."""
+    import pagbench
+    from pagbench.gallery import compute_gallery
+
+    register_plugin(_ProbeModels(), name="gallery-probe")
+    root = _fake_files("imagenet", tmp_path / "data")
+    data = compute_gallery(["gallery-probe"], dataset="imagenet", num_images=2, data_root=root, score_provider="probe-score")
+    assert data.gradients["gallery-probe"].shape == (2, 3, 224, 224) and data.score.shape == (2, 3, 64, 64)
+    result = pagbench.evaluate("gallery-probe", dataset="imagenet", num_images=2, data_root=root, score_provider="probe-score",
+                               metrics=("score_cosine",), per_image=True)
+    assert data.cosines["gallery-probe"] == pytest.approx(result["per_image"]["score_cosine"], rel=1e-12)

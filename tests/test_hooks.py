@@ -66,7 +66,7 @@ def test_hook_register_metrics(example):
 
 def test_hook_register_trainers(example):
     from pagbench.registry import datasets, trainers
-    from pagbench.training import TrainingRecipe, train
+    from pagbench_plugins.zoo.training import TrainingRecipe, train
     from pagbench_plugins.zoo.build import architecture
 
     entry = trainers().get("label-smoothing")
@@ -75,6 +75,31 @@ def test_hook_register_trainers(example):
     model, record = train(recipe, lambda: architecture(recipe, dataset), dataset, entry.loss, progress=False)
     assert record["recipe"]["regime"] == "label-smoothing" and len(record["history"]) == 2
     assert 0 <= record["test_accuracy"] <= 1
+
+
+def test_hook_register_board_columns(register_plugin):
+    """A throwaway plugin's column is rendered after the metric columns, with its legend and rule;
+    the zoo's ``regime label`` column stays before it."""
+    from pagbench import hookimpl
+    from pagbench.board import render_board
+    from pagbench.entries import EntryColumn
+    from pagbench.leaderboard import DEFAULT_ROOT, load_entries
+
+    class Plugin:
+        @hookimpl
+        def register_board_columns(self, register):
+            register(EntryColumn("model length", lambda results: [str(len(r["config"]["model"])) for r in results],
+                                 description="characters in the model name.", rule="**Model-length rule.** Count them."))
+
+    entries = load_entries(DEFAULT_ROOT)
+    before = render_board(entries)
+    register_plugin(Plugin(), name="model-length")
+    after = render_board(entries)
+    assert "| regime label | model length | images |" in after and "| regime label | images |" in before
+    assert "- **model length**: characters in the model name.\n- **images**" in after
+    assert "references (`-`).\n\n**Model-length rule.** Count them." in after
+    row = next(line for line in after.splitlines() if "[bayes](" in line)
+    assert row.split(" | ")[-5] == "5"
 
 
 def test_hook_register_commands(example):

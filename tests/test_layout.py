@@ -21,23 +21,7 @@ PLUGINS = ROOT / "plugins"
 KNOWN = {
     ('pagbench/board.py', 'accuracy'),
     ('pagbench/board.py', 'score_cosine'),
-    ('pagbench/board.py', 'standard'),
-    ('pagbench/cli.py', 'bayes'),
-    ('pagbench/cli.py', 'synthetic'),
     ('pagbench/entries.py', 'standard'),
-    ('pagbench/gallery.py', 'accuracy'),
-    ('pagbench/gallery.py', 'synthetic'),
-    ('pagbench/leaderboard_cli.py', 'synthetic'),
-    ('pagbench/options.py', 'synthetic'),
-    ('pagbench/regime_labels.py', 'accuracy'),
-    ('pagbench/regime_labels.py', 'score_cosine'),
-    ('pagbench/regime_labels.py', 'standard'),
-    ('pagbench/sweep_report.py', 'accuracy'),
-    ('pagbench/sweep_report.py', 'lpips_alignment'),
-    ('pagbench/sweep_report.py', 'on_manifold_fraction'),
-    ('pagbench/sweep_report.py', 'score_cosine'),
-    ('pagbench/sweep_report.py', 'standard'),
-    ('pagbench/training.py', 'standard'),
 }
 
 

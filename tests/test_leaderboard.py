@@ -110,6 +110,22 @@ def test_add_stores_a_trimmed_validated_entry_with_a_deterministic_name(run, res
     assert entry["metrics"] == result["metrics"]
 
 
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda d: d["timing"].update(total_seconds="fast"), "timing"),
+        (lambda d: d.pop("created"), "created"),
+        (lambda d: d["config"].update(num_images="500"), "num_images"),
+    ],
+)
+def test_add_checks_the_published_schema_and_writes_nothing(run, result, tmp_path, break_it, message):
+    broken = copy.deepcopy(result)
+    break_it(broken)
+    outcome = run("leaderboard", "add", write(tmp_path / "r.json", broken), "--dir", tmp_path / "lb")
+    assert outcome.exit_code == 2 and message in outcome.output and len(outcome.output.strip().splitlines()) == 1
+    assert not (tmp_path / "lb").exists() or not any((tmp_path / "lb").rglob("*.json"))
+
+
 def test_adding_the_same_result_twice_keeps_one_unchanged_entry(run, result, tmp_path):
     source = write(tmp_path / "r.json", result)
     run("leaderboard", "add", source, "--dir", tmp_path / "lb")

@@ -1,8 +1,8 @@
-"""Regime labels over sweeps of hand-made result documents (the rule in pagbench.regime_labels)."""
+"""Regime labels over sweeps of hand-made result documents (the rule in pagbench_plugins.zoo.regime_labels)."""
 
 import pytest
 
-from pagbench.regime_labels import regime_labels
+from pagbench_plugins.zoo.regime_labels import regime_labels
 
 
 def doc(model, regime, strength, accuracy, cosine, ratio, cosine_se=0.01, architecture="resnet18", gradient="logprob"):

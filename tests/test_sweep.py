@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pagbench.cli import build_cli
-from pagbench.sweep_report import SweepRow, collect, label_regimes, render_markdown
+from pagbench_plugins.zoo.sweep_report import SweepRow, collect, label_regimes, render_markdown
 
 
 def row(strength, accuracy, cosine, on, off):
@@ -76,6 +76,16 @@ def test_emit_jobs_writes_one_command_per_strength_and_seed(tmp_path):
     assert first[:2] == ["pagbench", "sweep"] and "--no-report" in first and "--seed-offset" in first
 
 
+def test_emitted_jobs_carry_the_training_switches(tmp_path):
+    jobs = tmp_path / "jobs.txt"
+    result = CliRunner().invoke(build_cli(), ["sweep", "--regime", "pgd", "--strengths", "0.1", "--amp", "bf16", "--channels-last",
+                                              "--no-device-data", "--output-dir", str(tmp_path / "out"), "--emit-jobs", str(jobs)])
+    assert result.exit_code == 0, result.output
+    command = shlex.split(jobs.read_text().splitlines()[-1])
+    assert command[command.index("--amp") + 1] == "bf16" and "--channels-last" in command and "--no-device-data" in command
+    assert "--compile" not in command and "--deterministic" not in command
+
+
 def test_paper_preset_uses_the_paper_grids_and_gnorm_lr_rule(tmp_path):
     from pagbench_plugins.zoo.recipes import GRIDS, recipe_for
 
@@ -120,7 +130,9 @@ def test_a_tiny_sweep_trains_evaluates_and_reports(tmp_path, monkeypatch):
     assert names == ["resnet18-synthetic-noise-0.3.json", "resnet18-synthetic-standard-0.json"]
     data = json.loads((tmp_path / "resnet18-synthetic-noise-0.3.json").read_text())
     assert data["config"]["model_card"]["regime"] == "noise" and data["config"]["model_card"]["strength"] == 0.3
-    assert data["config"]["training_recipe"]["epochs"] == 1
+    card = data["config"]["model_card"]
+    assert card["provenance"]["training_recipe"]["epochs"] == 1 and card["description"].startswith("recipe resnet18-w4-synthetic-noise-0.3-s0-")
+    assert data["config"]["model_options"] == {"preset": "cpu"}  # epochs 1 is the patched default, not an override
     assert (tmp_path / "sweep-noise.png").exists()
     assert "| 0 (standard) | 1 |" in result.output and "| 0.3 | 1 |" in result.output
     assert "| standard |" in result.output  # one strength: too few for regime labels, shown as "-"

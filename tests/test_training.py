@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pagbench.errors import PagbenchError
-from pagbench.training import TrainingRecipe, is_trained, recipe_dir, train
+from pagbench_plugins.zoo.training import TrainingRecipe, is_trained, recipe_dir, train
 
 TINY = dict(dataset="synthetic", width=4, epochs=2, lr=0.05, batch_size=256, lr_milestones=(1,), augment="none")
 
@@ -98,3 +98,121 @@ def test_zoo_model_trains_on_first_use_then_loads(monkeypatch):
             name = "example-other"
 
         load_model("resnet18-synthetic-gnorm-0.01", Other())
+
+
+def test_existing_recipe_ids_do_not_change_and_amp_enters_the_id_only_when_on():
+    # ids of HEAD's pagbench/training.py before the GPU switches (committed leaderboard entries name them)
+    assert TrainingRecipe(dataset="cifar10", regime="noise", strength=0.1).identifier == "resnet18-w64-cifar10-noise-0.1-s0-8cd4faeb04"
+    pgd = TrainingRecipe(dataset="synthetic", regime="pgd", strength=0.3, width=8, regime_options={"steps": 3, "step_factor": 2.0},
+                         dataset_version="1")
+    assert pgd.identifier == "resnet18-w8-synthetic-pgd-0.3-s0-759dc8c12f"
+    assert "amp" not in pgd.as_dict()
+    bf16 = pgd.with_overrides(amp="bf16")
+    assert bf16.as_dict()["amp"] == "bf16" and bf16.identifier != pgd.identifier
+
+
+def test_amp_and_compile_reject_gnorm_with_the_reason(synthetic):
+    from pagbench_plugins.zoo.training import TrainingOptions
+
+    with pytest.raises(PagbenchError, match="fp16 excludes gnorm.*underflows"):
+        TrainingRecipe(regime="gnorm", strength=0.1, amp="fp16", **TINY).validate()
+    TrainingRecipe(regime="gnorm", strength=0.1, amp="bf16", **TINY).validate()
+    with pytest.raises(PagbenchError, match="amp must be one of"):
+        TrainingRecipe(amp="fp8", **TINY).validate()
+    recipe = TrainingRecipe(regime="gnorm", strength=0.1, **TINY)
+    with pytest.raises(PagbenchError, match="--compile excludes gnorm"):
+        train(recipe, build(synthetic)(recipe), synthetic, None, progress=False, options=TrainingOptions(compile=True))
+    assert not recipe_dir(recipe).exists()
+
+
+def _per_example_augment(images, generator):
+    """The loop the batched augmentation replaced (pagbench 0.1: one crop and flip per example)."""
+    import torch.nn.functional as functional
+
+    batch, _, height, width = images.shape
+    padded = functional.pad(images, (4, 4, 4, 4), mode="reflect")
+    rows = torch.randint(0, 9, (batch,), generator=generator)
+    cols = torch.randint(0, 9, (batch,), generator=generator)
+    crops = torch.stack([padded[i, :, rows[i] : rows[i] + height, cols[i] : cols[i] + width] for i in range(batch)])
+    flips = torch.rand(batch, generator=generator) < 0.5
+    crops[flips] = crops[flips].flip(-1)
+    return crops
+
+
+def test_batched_crop_and_flip_is_bit_identical_to_the_per_example_loop():
+    from pagbench_plugins.zoo.training import augment
+
+    images = torch.rand(37, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+    recipe = TrainingRecipe(dataset="cifar10", augment="crop-flip")
+    first, second = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(3):  # same draws in the same order: the generators stay in step
+        batched, looped = augment(images, recipe, first), _per_example_augment(images, second)
+        assert batched.is_contiguous() and torch.equal(batched, looped)
+    assert torch.equal(first.get_state(), second.get_state())
+    assert augment(images, TrainingRecipe(dataset="cifar10", augment="none"), first) is images
+
+
+def test_resident_split_covers_in_memory_splits_only():
+    from pagbench.data import TensorSplit
+    from pagbench_plugins.datasets.splits import Uint8Split
+    from pagbench_plugins.zoo.training import resident_split
+
+    images = torch.randint(0, 256, (6, 1, 4, 4), dtype=torch.uint8)
+    labels = torch.arange(6)
+    uint8 = Uint8Split(images, labels)
+    resident = resident_split(uint8, torch.device("cpu"))
+    index = torch.tensor([4, 1, 1])
+    got_images, got_labels = resident.batch(index)
+    assert torch.equal(got_images, uint8.batch(index.tolist()).images) and torch.equal(got_labels, labels[index])
+    assert resident_split(TensorSplit(images.float() / 255, labels), torch.device("cpu")) is not None
+
+    class FileBacked(TensorSplit):  # a subclass may read differently: streamed, not resident
+        pass
+
+    assert resident_split(FileBacked(images.float(), labels), torch.device("cpu")) is None
+
+
+@pytest.mark.slow
+def test_device_data_and_host_batches_train_bit_identical_weights_without_per_step_syncs(synthetic, monkeypatch):
+    from pagbench_plugins.regimes import noise_loss
+    from pagbench_plugins.zoo.training import TrainingOptions
+
+    syncs = {"n": 0}
+    item, boolean = torch.Tensor.item, torch.Tensor.__bool__
+
+    def counted(original):
+        def wrapper(self, *args):
+            syncs["n"] += 1
+            return original(self, *args)
+        return wrapper
+
+    monkeypatch.setattr(torch.Tensor, "item", counted(item))
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted(boolean))
+    states, histories, counts = [], [], []
+    for device_data, batch_size in ((False, 100), (True, 100), (True, 500)):
+        recipe = TrainingRecipe(regime="noise", strength=0.1, **{**TINY, "augment": "crop-flip", "epochs": 1, "batch_size": batch_size})
+        for path in (recipe_dir(recipe).iterdir() if recipe_dir(recipe).exists() else []):
+            path.unlink()
+        syncs["n"] = 0
+        model, record = train(recipe, build(synthetic)(recipe), synthetic, noise_loss, progress=False,
+                              options=TrainingOptions(device_data=device_data))
+        counts.append(syncs["n"])
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        histories.append(record["history"])
+        assert record["execution"]["device_data"] is device_data and record["execution"]["deterministic"] is True
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+    assert histories[0] == histories[1]
+    assert counts[1] == counts[2]  # 10 steps or 2 steps per epoch: the same host syncs (per epoch, not per step)
+
+
+@pytest.mark.slow
+def test_bf16_autocast_and_channels_last_train_on_cpu(synthetic):
+    from pagbench_plugins.regimes import gnorm_loss
+    from pagbench_plugins.zoo.training import TrainingOptions
+
+    recipe = TrainingRecipe(regime="gnorm", strength=0.01, amp="bf16", **{**TINY, "epochs": 1})  # double backward under autocast
+    model, record = train(recipe, build(synthetic)(recipe), synthetic, gnorm_loss, progress=False,
+                          options=TrainingOptions(channels_last=True))
+    assert record["recipe"]["amp"] == "bf16" and record["execution"]["channels_last"] is True
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point())
+    assert all(value.is_contiguous() for value in model.state_dict().values())  # stored weights in the default layout

@@ -1,6 +1,6 @@
-"""Recipes and the model store for the estimators pagbench fits itself (denoisers, autoencoders).
+"""Recipes of the estimators pagbench fits itself (denoisers, autoencoders), in the core's model store.
 
-Each fitted model lives in ``<cache dir>/models/<identifier>/`` (the zoo's store) as
+Each fitted model lives in ``<cache dir>/models/<identifier>/`` (:mod:`pagbench.store`) as
 ``weights.pt`` (a state dict, loadable with ``torch.load(weights_only=True)``) and
 ``record.json`` (kind, recipe, network arguments, training summary). Providers find the newest
 record of their kind for a dataset, or take an explicit directory.
@@ -8,15 +8,15 @@ record of their kind for a dataset, or take an explicit directory.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from pagbench import store
 from pagbench.errors import MetricUnavailable, PagbenchError
-from pagbench.paths import write_json_atomic
-from pagbench.training import store_dir
+from pagbench.fingerprint import fingerprint
+
+RECORD = "record.json"
+store_dir = store.store_dir
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,7 @@ def _positive(**values) -> None:
 
 
 def identifier(recipe) -> str:
-    text = json.dumps(asdict(recipe), sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    digest = fingerprint(asdict(recipe), 10)
     extra = f"-k{recipe.latent_dim}" if recipe.kind == "autoencoder" else ""
     return f"{recipe.kind}-{recipe.dataset}{extra}-w{recipe.width}-s{recipe.seed}-{digest}"
 
@@ -75,14 +74,7 @@ def with_overrides(recipe, **overrides):
 
 
 def save(directory: Path, model, record: dict) -> None:
-    import torch
-
-    from pagbench.integrity import write_verified
-
-    buffer = io.BytesIO()
-    torch.save({key: value.detach().cpu() for key, value in model.state_dict().items()}, buffer)
-    write_verified(directory / "weights.pt", buffer.getvalue())  # with weights.pt.sha256, checked by load()
-    write_json_atomic(directory / "record.json", record)
+    store.save_model(directory, model, record, RECORD)  # weights.pt with its digest, checked by load()
 
 
 def find(kind: str, dataset: str, path: str | None = None, **match) -> Path:
@@ -96,16 +88,11 @@ def find(kind: str, dataset: str, path: str | None = None, **match) -> Path:
             raise PagbenchError(f"{path} is not a fitted {kind} (expected record.json and weights.pt there)")
         return directory
     found = []
-    root = store_dir()
-    for record_path in root.glob(f"{kind}-*/record.json") if root.is_dir() else []:
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError):
-            continue
+    for mtime, directory, record in store.records(f"{kind}-*", RECORD):
         recipe = record.get("recipe", {})
         if record.get("kind") == kind and recipe.get("dataset") == dataset and all(recipe.get(k) == v for k, v in match.items()):
-            if (record_path.parent / "weights.pt").is_file():
-                found.append((record_path.stat().st_mtime, record_path.parent))
+            found.append((mtime, directory))
+    root = store_dir()
     if not found:
         command = "fit-score" if kind == "denoiser" else "fit-manifold"
         extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in match.items())
@@ -125,23 +112,21 @@ def _refit(directory: Path, record: dict | None = None) -> str:
 
 def load(directory: Path, device="cpu"):
     """(model in eval mode with frozen parameters, record) from a store directory."""
-    import torch
+    from pagbench.integrity import DamagedFile
 
     from .networks import Autoencoder, Denoiser
 
-    from pagbench.integrity import DamagedFile, read_verified, verify_archive
-
     try:
-        record = json.loads((directory / "record.json").read_text())
+        record = store.load_record(directory, RECORD)
         arguments = record["network"]
         model = Denoiser(**arguments) if record["kind"] == "denoiser" else Autoencoder(**arguments)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PagbenchError(f"{directory / 'record.json'} is damaged ({type(error).__name__}); {_refit(directory)}") from None
-    weights = directory / "weights.pt"
+    except DamagedFile as error:
+        raise PagbenchError(f"{error}; {_refit(directory)}") from None
+    except (KeyError, TypeError) as error:
+        raise PagbenchError(f"{directory / RECORD} is damaged ({type(error).__name__}); {_refit(directory)}") from None
+    weights = directory / store.WEIGHTS
     try:
-        data = read_verified(weights, require_digest=False)  # fits from before digests have none: CRCs still checked
-        verify_archive(weights)
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = store.load_tensors(weights)  # fits from before digests have none: CRCs still checked
         model.load_state_dict(state, strict=True)
     except DamagedFile as error:
         raise PagbenchError(f"{error}; {_refit(directory, record)}") from None

@@ -26,6 +26,8 @@ def register_datasets(register):
             licence="MIT",
             default_score_provider="analytic",
             default_manifold_provider="analytic",
+            default=True,
+            demo_models=("bayes", "resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.3"),
         )
     )
 

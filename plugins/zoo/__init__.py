@@ -1,7 +1,7 @@
 """Built-in plugin: the ResNet18 model zoo and the ``pagbench train`` command.
 
 Models named ``resnet18-<dataset>-<regime>-<strength>[-s<seed>]`` (e.g. ``resnet18-synthetic-noise-0.1``)
-resolve to a :class:`~pagbench.training.TrainingRecipe`; stored weights load, missing ones are
+resolve to a :class:`~pagbench_plugins.zoo.training.TrainingRecipe`; stored weights load, missing ones are
 trained first (with progress) and kept in the model store.
 """
 
@@ -24,10 +24,10 @@ def _card(name: str) -> ModelCard:
     )
 
 
-def _build(name, dataset, device):
+def _build(name, dataset, device, options):
     from .build import zoo_model
 
-    return zoo_model(name, dataset, device)
+    return zoo_model(name, dataset, device, options)
 
 
 def _architecture(name, dataset, device):
@@ -51,6 +51,13 @@ def register_models(register):
             examples=("resnet18-synthetic-standard-0", "resnet18-synthetic-noise-0.1"),
         )
     )
+
+
+@hookimpl
+def register_board_columns(register):
+    from .regime_labels import board_column
+
+    register(board_column())
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from pagbench.errors import PagbenchError
-from pagbench.training import TrainingRecipe, is_trained, load_trained, train
+from .training import TrainingRecipe, is_trained, load_trained, train
 
 from .recipes import NORMALIZATION, parse_name, recipe_for
 
@@ -20,8 +20,9 @@ def architecture(recipe: TrainingRecipe, dataset):
     return ResNet18(dataset.num_classes, channels=dataset.image_shape[0], width=recipe.width, mean=mean, std=std)
 
 
-def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress: bool = True):
-    """Train ``recipe`` (resuming if interrupted) with its registered regime; returns (model, record)."""
+def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress: bool = True, options=None):
+    """Train ``recipe`` (resuming if interrupted) with its registered regime; returns (model, record).
+    ``options``: :class:`.training.TrainingOptions` (how to execute it; default: today's)."""
     from pagbench.registry import trainers
 
     regime = trainers().get(recipe.regime)
@@ -33,10 +34,11 @@ def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress:
         device=device,
         progress=progress,
         log=lambda message: print(message, file=sys.stderr),
+        options=options,
     )
 
 
-def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True):
+def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True, options=None):
     """The stored model of ``recipe``, training it first if the store lacks it."""
     if is_trained(recipe):
         from pagbench.integrity import DamagedFile, warn_damaged
@@ -46,17 +48,57 @@ def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True)
         except DamagedFile as error:  # reported once; the recipe determines the weights: retrain
             warn_damaged(error, "retraining the model")
             print(f"{error}; retraining {recipe.identifier}", file=sys.stderr)
-            return train_recipe(recipe, dataset, device, progress)
+            return train_recipe(recipe, dataset, device, progress, options)
     print(f"{recipe.identifier} is not in the model store: training it now", file=sys.stderr)
-    return train_recipe(recipe, dataset, device, progress)
+    return train_recipe(recipe, dataset, device, progress, options)
 
 
-def zoo_model(name: str, dataset, device):
+#: Model options of zoo names (``--model-option KEY=VALUE``; what ``pagbench sweep`` passes):
+#: ``preset`` (cpu or paper: the sweep preset's recipe), ``epochs`` (override the recipe's) and
+#: ``amp`` (off, bf16 or fp16: the recipe's autocast).
+RECIPE_OPTIONS = ("preset", "epochs", "amp")
+
+
+def recipe_of(name: str, options: dict | None = None) -> TrainingRecipe:
+    """The recipe a zoo ``name`` stands for, under the model options ``options``."""
+    from pagbench.models import describe_options
+
+    options = dict(options or {})
+    unknown = {key: value for key, value in options.items() if key not in RECIPE_OPTIONS}
+    if unknown:
+        raise PagbenchError(f"zoo model {name!r} takes the model options {', '.join(RECIPE_OPTIONS)} (got {describe_options(unknown)})")
     dataset_name, regime, strength, seed = parse_name(name)
+    overrides = {}
+    if options.get("epochs") not in (None, ""):
+        try:
+            overrides["epochs"] = int(options["epochs"])
+        except (TypeError, ValueError):
+            raise PagbenchError(f"--model-option epochs: expected an integer, got {options['epochs']!r}") from None
+    if options.get("amp") not in (None, ""):
+        overrides["amp"] = str(options["amp"])
+    return recipe_for(dataset_name, regime, strength, seed=seed, preset=options.get("preset"), **overrides)
+
+
+def zoo_model(name: str, dataset, device, options: dict | None = None):
+    """The stored (or newly trained) model of ``name``. With model options the card names the
+    recipe and its test accuracy, and carries the recipe as ``provenance["training_recipe"]``."""
+    dataset_name, regime, _, _ = parse_name(name)
     if dataset_name != dataset.name:
         raise PagbenchError(f"model {name!r} was trained on {dataset_name!r}, not on {dataset.name!r}")
     from pagbench.registry import trainers
 
     trainers().get(regime)  # unknown regime → one-line error with close matches
-    model, _ = obtain(recipe_for(dataset_name, regime, strength, seed=seed), dataset, str(device))
-    return model
+    recipe = recipe_of(name, options)
+    recipe.validate()
+    model, record = obtain(recipe, dataset, str(device))
+    if not options:
+        return model
+    from dataclasses import replace
+
+    from pagbench.models import BuiltModel
+
+    from . import _card
+
+    card = replace(_card(name), description=f"recipe {recipe.identifier}; test accuracy {record['test_accuracy']:.4f}",
+                   provenance={"training_recipe": recipe.as_dict()})
+    return BuiltModel(model, card)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from pagbench.errors import PagbenchError
-from pagbench.training import TrainingRecipe
+from .training import TrainingRecipe
 
 PREFIX = "resnet18-"
 

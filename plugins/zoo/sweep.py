@@ -1,8 +1,10 @@
 """Sweeps: train (or reuse) one zoo model per (strength, seed), evaluate it, write one result
 file per model, then render the figure, table and regime labels from the result files.
 
-Results merge by file: jobs run anywhere (``--emit-jobs`` writes one command per model) write
-into the same directory, and ``pagbench sweep-report DIR`` renders from whatever is there.
+Results merge by file: jobs run anywhere (``--emit-jobs`` writes one command per model;
+``--launcher submitit`` submits them as a Slurm job array, :mod:`.launchers`) write into the
+same directory, and ``pagbench sweep-report DIR`` renders from whatever is there, naming the log
+of every submitted job that left no result.
 """
 
 from __future__ import annotations
@@ -36,27 +38,31 @@ def result_path(output_dir: Path, name: str) -> Path:
     return Path(output_dir) / f"{name}.json"
 
 
-def run_one(dataset, regime: str, strength: float, seed: int, preset: str, output_dir: Path, evaluation: dict, device: str, progress: bool, overrides: dict) -> dict:
-    """Train or reuse the model of (regime, strength, seed), evaluate it, write its result file."""
-    from pagbench.models import LoadedModel
+def run(dataset, regime: str, strengths: list[float], seeds: range, preset: str, output_dir: Path, evaluation: dict, device: str,
+        progress: bool, overrides: dict, training_options=None):
+    """Train (or reuse) the model of every (strength, seed), then evaluate them all through the
+    runner (one dataset, one set of providers and one geometry cache for every model), writing
+    each result file as it is ready; yields the results.
+
+    The recipe reaches the zoo's factory as model options (``preset``, ``epochs``), so each
+    result's model card names the recipe and its ``provenance["training_recipe"]``."""
     from pagbench.options import EvaluationOptions
     from pagbench.results import write_result
-    from pagbench.runner import evaluate
+    from pagbench.runner import evaluate_many
 
-    from . import _card
     from .build import obtain
 
-    name = model_name(dataset.name, regime, strength, seed)
-    recipe = recipe_for(dataset.name, regime, strength, seed=seed, preset=preset, **overrides)
-    module, record = obtain(recipe, dataset, device, progress)
-    card = _card(name)
-    card = type(card)(**{**card.as_dict(), "description": f"recipe {recipe.identifier}; test accuracy {record['test_accuracy']:.4f}"})
-    loaded = LoadedModel(name=name, module=module, card=card, plugin="zoo")
-    options = EvaluationOptions(model=name, dataset=dataset.name, device=device, **evaluation)
-    result = evaluate(options, model=loaded, progress=progress)
-    result["config"]["training_recipe"] = recipe.as_dict()
-    write_result(result, result_path(output_dir, name))
-    return result
+    all_options = []
+    for strength in strengths:
+        for seed in seeds:
+            recipe = recipe_for(dataset.name, regime, strength, seed=seed, preset=preset, **overrides)
+            obtain(recipe, dataset, device, progress, training_options)  # train with this command's progress setting
+            model_options = {"preset": preset, **{key: str(value) for key, value in overrides.items()}}
+            all_options.append(EvaluationOptions(model=model_name(dataset.name, regime, strength, seed), dataset=dataset.name,
+                                                 device=device, model_options=model_options, **evaluation))
+    for result in evaluate_many(all_options, progress=progress):
+        write_result(result, result_path(output_dir, result["config"]["model"]))
+        yield result
 
 
 def load_results(output_dir: Path) -> list[dict]:
@@ -69,8 +75,9 @@ def load_results(output_dir: Path) -> list[dict]:
 
 
 def report(output_dir: Path, regime: str | None = None) -> tuple[Path, Path, str]:
-    """Render ``sweep-<regime>.png`` and ``sweep-<regime>.md`` into ``output_dir``."""
-    from pagbench.sweep_report import collect, plot, render_markdown
+    """Render ``sweep-<regime>.png`` and ``sweep-<regime>.md`` into ``output_dir`` (the jobs
+    that left no result: :func:`.launchers.missing_results`)."""
+    from .sweep_report import collect, plot, render_markdown
 
     results = load_results(output_dir)
     dataset, regime, rows = collect(results, regime)

@@ -3,7 +3,7 @@ a markdown table and a regime label per strength.
 
 Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands).
 Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
-(:mod:`pagbench.regime_labels`), applied to the seed means.
+(:mod:`pagbench_plugins.zoo.regime_labels`), applied to the seed means.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PagbenchError
+from pagbench.errors import PagbenchError
 
 METRICS = (
     "accuracy",
@@ -78,7 +78,7 @@ def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, l
 
 
 def label_regimes(rows: list[SweepRow]) -> None:
-    """Set ``row.label`` by :func:`pagbench.regime_labels.label_points` (standard row: "standard")."""
+    """Set ``row.label`` by :func:`.regime_labels.label_points` (standard row: "standard")."""
     from .regime_labels import Point, label_points
 
     def point(row: SweepRow):
@@ -130,7 +130,7 @@ def plot(dataset: str, regime: str, rows: list[SweepRow], path: str | Path, head
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .paths import write_atomic
+    from pagbench.paths import write_atomic
 
     positive = [row.strength for row in rows if row.strength > 0]
     if not positive:

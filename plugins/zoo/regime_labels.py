@@ -53,7 +53,7 @@ def _metric(result: dict, name: str) -> tuple[float | None, float]:
 
 def _group(result: dict) -> str:
     """Dataset, architecture and evaluation configuration (the entry key without the model)."""
-    from .leaderboard import entry_key
+    from pagbench.leaderboard import entry_key
 
     key = entry_key(result)
     key.pop("model")
@@ -154,3 +154,31 @@ def label_points(reference: Point, points: Sequence[Point]) -> list[str]:
         else:
             labels.append(UNDECIDED)
     return labels
+
+
+#: The rule as the leaderboard states it (below its column legend).
+BOARD_RULE = """**Regime-label rule.** A sweep is every entry of one dataset, architecture, regime (strength > 0)
+and evaluation configuration, with the `standard` entry of the same architecture and configuration
+as its reference (accuracy A₀, score_cosine c₀, off/on ratio r₀); it is labelled when it has at
+least {MIN_STRENGTHS} strengths. A strength *keeps accuracy* when its accuracy ≥ A₀ − {ACCURACY_TOLERANCE}.
+The *peak* s* is the accuracy-keeping strength with the highest score_cosine; it counts only when
+c(s*) − c₀ exceeds the standard error of that difference. With a peak, an accuracy-keeping strength
+is **Bayes-aligned** when c(s) ≥ c₀ + (c(s*) − c₀)/2 and r(s) < r₀; otherwise it is **weak** below the
+peak and `-` above it. Without a peak, accuracy-keeping strengths are **weak**. A strength that loses
+accuracy is **excessive** when it lies beyond the peak (without a peak: beyond every
+accuracy-keeping strength), else `-`; so is a strength beyond the peak whose on-manifold
+sensitivity fell below {ON_COLLAPSE} × the reference's. The standard and Bayes-optimal rows are
+references (`-`).
+"""
+
+
+def board_column():
+    """The leaderboard's ``regime label`` column (:class:`pagbench.entries.EntryColumn`)."""
+    from pagbench.entries import EntryColumn
+
+    return EntryColumn(
+        name="regime label",
+        cells=regime_labels,
+        description="weak / Bayes-aligned / excessive within a sweep of one regime (rule below); `-` when it cannot be decided.",
+        rule=BOARD_RULE.format(MIN_STRENGTHS=MIN_STRENGTHS, ACCURACY_TOLERANCE=ACCURACY_TOLERANCE, ON_COLLAPSE=ON_COLLAPSE),
+    )

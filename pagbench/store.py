@@ -1,0 +1,108 @@
+"""The model store: weights that pagbench trains or fits itself, kept under the cache directory.
+
+Each stored model is one folder ``<cache dir>/models/<identifier>/`` holding
+
+* ``weights.pt``: a state dict saved by ``torch.save`` (loadable with
+  ``torch.load(weights_only=True)``), with ``weights.pt.sha256`` beside it;
+* a JSON record (its recipe, training summary, ...) under the name its owner chooses: the zoo
+  writes ``recipe.json``, the fitted denoisers and autoencoders ``record.json``.
+
+Every file is written atomically; tensors files are checked on reading against their digest
+(files from before digests existed have none) and their zip CRCs (:mod:`pagbench.integrity`), so a
+damaged file is a one-line :class:`~pagbench.integrity.DamagedFile`, never other weights. Plugins
+choose the identifiers (usually a readable prefix and :func:`pagbench.fingerprint.fingerprint` of
+the recipe) and what to do about damage (retrain, or tell the user).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from .integrity import DamagedFile
+from .paths import cache_dir, write_json_atomic
+
+WEIGHTS = "weights.pt"
+
+
+def store_dir() -> Path:
+    """``<cache dir>/models``."""
+    return cache_dir() / "models"
+
+
+def model_dir(identifier: str) -> Path:
+    """The folder of the stored model ``identifier``."""
+    return store_dir() / identifier
+
+
+def save_tensors(path: Path, payload) -> None:
+    """``torch.save(payload)`` to ``path`` atomically, with its ``.sha256`` digest beside it."""
+    import torch
+
+    from .integrity import write_verified
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_verified(path, buffer.getvalue())
+
+
+def load_tensors(path: Path, map_location="cpu"):
+    """A file of :func:`save_tensors`, checked first (digest when present, zip CRCs); always
+    ``weights_only`` loading. :class:`DamagedFile` (one line) when damaged or unreadable."""
+    import torch
+
+    from .integrity import read_verified, verify_archive
+
+    data = read_verified(path, require_digest=False)
+    verify_archive(path)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise DamagedFile(f"{path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+
+
+def is_stored(directory: Path, record_name: str) -> bool:
+    """Whether ``directory`` holds both the weights and the record."""
+    return (directory / WEIGHTS).exists() and (directory / record_name).exists()
+
+
+def save_model(directory: Path, model, record: dict, record_name: str) -> None:
+    """Store ``model``'s state dict (detached, on the CPU) and then ``record``."""
+    save_tensors(directory / WEIGHTS, {key: value.detach().cpu() for key, value in model.state_dict().items()})
+    write_json_atomic(directory / record_name, record)
+
+
+def load_record(directory: Path, record_name: str) -> dict:
+    """The JSON record of a stored model; :class:`DamagedFile` when unreadable."""
+    path = directory / record_name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DamagedFile(f"{path}: unreadable ({type(error).__name__})") from None
+
+
+def load_weights(directory: Path, model) -> None:
+    """Load the stored weights into ``model`` strictly; :class:`DamagedFile` when the file is
+    damaged or does not fit the network."""
+    path = directory / WEIGHTS
+    state = load_tensors(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as error:
+        raise DamagedFile(f"{path}: does not fit the network ({type(error).__name__})") from None
+
+
+def records(pattern: str, record_name: str) -> list[tuple[float, Path, dict]]:
+    """(modification time, folder, record) of every stored model whose folder name matches the
+    glob ``pattern`` and that holds readable weights and record; unreadable records are skipped."""
+    root = store_dir()
+    found = []
+    for path in sorted(root.glob(f"{pattern}/{record_name}")) if root.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and (path.parent / WEIGHTS).is_file():
+            found.append((path.stat().st_mtime, path.parent, record))
+    return found

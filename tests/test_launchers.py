@@ -1,0 +1,150 @@
+"""Sweeps through submitit: bad input, the array's settings, requeue on preemption, a tiny sweep
+on the debug executor (in this process) merged and rendered, and a failing job's report."""
+
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pagbench.cli import build_cli
+
+submitit = pytest.importorskip("submitit")
+
+NOISE = ["sweep", "--regime", "noise", "--strengths", "0.3", "--no-progress"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(build_cli(), [*NOISE, *args])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--launcher", "slurmm"], "unknown launcher 'slurmm'"),
+        (["--launcher", "submitit", "--cluster", "debug", "--partition", "gpu"], "--partition is a Slurm option"),
+        (["--launcher", "submitit", "--cluster", "local", "--partition", "gpu"], "--partition is a Slurm option"),
+        (["--partition", "gpu"], "need --launcher submitit"),
+        (["--launcher", "submitit", "--cluster", "nowhere"], "unknown cluster"),
+        (["--launcher", "submitit", "--cluster", "debug", "--max-parallel", "0"], "--max-parallel must be >= 1"),
+        (["--launcher", "submitit", "--cluster", "debug", "--amp", "fp16", "--regime", "gnorm"], "fp16 excludes gnorm"),
+    ],
+)
+def test_bad_launcher_input_is_one_line_exit_2_and_submits_nothing(tmp_path, args, message):
+    result = invoke(*args, "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("launcher", [[], ["--launcher", "submitit", "--cluster", "debug"]])
+def test_cuda_without_cuda_is_one_line(tmp_path, launcher):
+    result = invoke("--device", "cuda", *launcher, "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="Slurm is installed here")
+def test_slurm_without_slurm_is_one_line(tmp_path):
+    result = invoke("--launcher", "submitit", "--cluster", "slurm", "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "no sbatch on the PATH" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_submitit_missing_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit → ImportError
+    result = invoke("--launcher", "submitit", "--cluster", "debug", "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "pip install 'pagbench[slurm]'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """``sbatch`` and ``srun`` stand-ins on the PATH: sbatch records its script and answers a job id."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\ncp \"$1\" {tmp_path}/sbatch-script.sh\necho 'Submitted batch job 4242'\n")
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return tmp_path / "sbatch-script.sh"
+
+
+def test_slurm_array_settings(tmp_path, fake_slurm):
+    from pagbench_plugins.zoo.launchers import SubmititSettings, executor_for
+
+    settings = SubmititSettings(cluster="slurm", max_parallel=16, gpus_per_job=1, cpus_per_job=8, time_minutes=600, partition="gpu")
+    parameters = executor_for("slurm", settings, tmp_path, "cuda")._executor.parameters
+    assert parameters["array_parallelism"] == 16 and parameters["partition"] == "gpu" and parameters["time"] == 600
+    assert parameters["gpus_per_node"] == 1 and parameters["cpus_per_task"] == 8 and parameters["ntasks_per_node"] == 1
+    cpu = executor_for("slurm", SubmititSettings(cluster="slurm"), tmp_path, "cpu")._executor.parameters
+    assert "gpus_per_node" not in cpu and "partition" not in cpu  # no GPU asked for a CPU sweep
+
+
+def test_a_preempted_job_requeues_itself():
+    from pagbench_plugins.zoo.launchers import SweepJob
+
+    job = SweepJob(dataset="synthetic", regime="noise", strength=0.3, seed=1, preset="cpu", output_dir="out",
+                   evaluation={"num_images": 40}, overrides={"epochs": 1}, training_options={"device_data": True})
+    again = job.checkpoint()
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert again.function == job and again.function is not job and job.model == "resnet18-synthetic-noise-0.3-s1"
+
+
+def test_a_failing_job_leaves_no_result_and_the_merge_names_its_log(tmp_path, monkeypatch):
+    from pagbench_plugins.zoo import build
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(build, "obtain", out_of_memory)
+    output = tmp_path / "out"
+    result = invoke("--launcher", "submitit", "--cluster", "debug", "--output-dir", str(output))
+    assert result.exit_code == 1, result.output
+    assert not list(output.glob("*.json"))  # no partial result
+    assert "(resnet18-synthetic-noise-0.3) failed: CUDA out of memory (simulated); log: " in result.output
+    manifest = json.loads((output / "submitit" / "jobs.json").read_text())["jobs"]
+    assert [job["state"] for job in manifest] == ["failed", "failed"] and manifest[0]["stderr"].endswith("_log.err")
+    report = CliRunner().invoke(build_cli(), ["sweep-report", str(output)])
+    assert report.exit_code == 2 and "log: " in report.output and "no result files" in report.output
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_runs_through_submitit_merges_and_renders(tmp_path, monkeypatch):
+    from pagbench_plugins.zoo import recipes
+
+    monkeypatch.setitem(recipes.DATASET_DEFAULTS, "synthetic", {**recipes.DATASET_DEFAULTS["synthetic"], "width": 4, "epochs": 1})
+    output = tmp_path / "out"
+    result = invoke("--launcher", "submitit", "--cluster", "debug", "--max-parallel", "2", "--num-images", "40",
+                    "--output-dir", str(output))
+    assert result.exit_code == 0, result.output
+    assert "submitted 2 jobs (debug" in result.output
+    assert sorted(p.name for p in output.glob("*.json")) == ["resnet18-synthetic-noise-0.3.json", "resnet18-synthetic-standard-0.json"]
+    assert (output / "sweep-noise.png").stat().st_size > 10_000
+    assert "| 0 (standard) | 1 |" in result.output and "| 0.3 | 1 |" in result.output
+    manifest = json.loads((output / "submitit" / "jobs.json").read_text())["jobs"]
+    assert [job["state"] for job in manifest] == ["done", "done"]
+    # re-rendering from the files alone gives the same table
+    again = CliRunner().invoke(build_cli(), ["sweep-report", str(output)])
+    assert again.exit_code == 0 and "| 0.3 | 1 |" in again.output
+
+
+def test_a_slurm_sweep_is_one_array_with_the_cap_partition_and_requeue(tmp_path, fake_slurm):
+    output = tmp_path / "out"
+    result = invoke("--launcher", "submitit", "--max-parallel", "3", "--partition", "gpu", "--time", "120", "--seeds", "2",
+                    "--output-dir", str(output))  # --cluster auto: sbatch is on the PATH
+    assert result.exit_code == 0, result.output
+    assert "submitted 4 jobs (slurm: 4242)" in result.output and f"pagbench sweep-report {output}" in result.output
+    script = fake_slurm.read_text()
+    for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --signal=USR2@", "#SBATCH --cpus-per-task=4"):
+        assert line in script, line
+    assert "--gpus-per-node" not in script  # a CPU sweep asks for no GPU
+    manifest = json.loads((output / "submitit" / "jobs.json").read_text())["jobs"]
+    assert [job["job_id"] for job in manifest] == ["4242_0", "4242_1", "4242_2", "4242_3"]
+    assert not list(output.glob("*.json"))  # nothing ran here
+    report = CliRunner().invoke(build_cli(), ["sweep-report", str(output)])
+    assert report.exit_code == 2 and report.output.count("no result yet") == 4 and "4242_0_0_log.err" in report.output
