@@ -7,8 +7,6 @@ ones may implement :class:`ImageSplit` lazily.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -93,8 +91,9 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """Stable id of the dataset's content configuration, for cache keys."""
-        text = json.dumps({"name": self.name, "config": self.config}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        from .fingerprint import fingerprint
+
+        return fingerprint({"name": self.name, "config": self.config}, 16)
 
     @property
     def dim(self) -> int:

@@ -40,7 +40,6 @@ Nothing here imports torch; :func:`verify_entry` does, lazily.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 import re
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import PagbenchError
+from .fingerprint import fingerprint
 from .integrity import DamagedFile
 from .results import TOP_LEVEL_FIELDS, load_result, validate_result
 from .schema import validate_result as follows_schema
@@ -114,8 +114,7 @@ def entry_key(result: dict) -> dict:
 
 def entry_id(key: dict) -> str:
     """12 hex digits of the SHA-256 of ``key`` as canonical JSON."""
-    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return fingerprint(key, 12, compact=True, strict=True)
 
 
 def entry_stem(result: dict) -> str:
@@ -126,8 +125,7 @@ def entry_stem(result: dict) -> str:
 def content_digest(document: dict) -> str:
     """SHA-256 (hex) of ``document`` without :data:`CONTENT_HASH`, as canonical JSON."""
     body = {name: value for name, value in document.items() if name != CONTENT_HASH}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return fingerprint(body, compact=True, strict=True, ascii=False)
 
 
 def seal_entry(document: dict) -> dict:

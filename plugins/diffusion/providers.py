@@ -5,13 +5,13 @@ score₀₁ = 2·score₋₁, with x and σ in [0,1] pixel units."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import torch
 
 from pagbench import paths
 from pagbench.errors import PagbenchError
+from pagbench.fingerprint import canonical_json
 from pagbench.scores import NetworkScoreProvider, score_image_shape
 
 _TRUE = ("1", "true", "yes", "on")
@@ -103,7 +103,7 @@ def _digest(unet, scheduler) -> str:
     """Content hash of a loaded UNet (config and weights) and its noise schedule, so that cached
     scores follow the model rather than the path or hub id it was loaded from."""
     config = {key: value for key, value in unet.config.items() if not key.startswith("_")}  # not _name_or_path
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(canonical_json(config).encode())
     digest.update(scheduler.alphas_cumprod.double().numpy().tobytes())
     for name, tensor in unet.state_dict().items():
         digest.update(name.encode())

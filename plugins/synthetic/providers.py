@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 
 import torch
 
 from pagbench.manifold import ManifoldProvider
+from pagbench.fingerprint import fingerprint
 from pagbench.scores import ScoreProvider
 
 from .generator import SyntheticDistribution
 
 
 def _fingerprint(prefix: str, distribution: SyntheticDistribution) -> str:
-    text = json.dumps(distribution.config.as_dict(), sort_keys=True)
-    return f"{prefix}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{prefix}:{fingerprint(distribution.config.as_dict(), 12)}"
 
 
 class AnalyticScores(ScoreProvider):
