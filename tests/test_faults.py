@@ -567,6 +567,7 @@ def _stored_files(cache: Path) -> list[str]:
     return sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()) if store.exists() else []
 
 
+@pytest.mark.slow  # trains or fits a model
 @pytest.mark.parametrize("command", [
     ["fit-score", "--steps", "40", "--width", "8", "--batch-size", "8"],
     ["fit-manifold", "--latent-dim", "4", "--steps", "40", "--width", "8", "--batch-size", "8"],
@@ -594,6 +595,7 @@ def _sweep_command(tmp_path, epochs):
             "--no-report", "--output-dir", str(tmp_path / "sweep"), "--no-progress"]
 
 
+@pytest.mark.slow  # trains or fits a model
 def test_sweep_terminated_while_training_exits_143_and_writes_no_result(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(PROGRESS_CHILD)
@@ -706,6 +708,7 @@ def _cache_files(cache: Path) -> dict[str, tuple[int, int]]:
     return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # trains or fits a model
 def test_two_processes_on_one_fresh_cache_agree_and_a_third_reads_what_they_wrote(tmp_path, fitted):
     """Two ``pagbench evaluate`` processes started together on one empty cache directory (a
     disk-cached provider: both compute and write the same keys) both succeed with identical

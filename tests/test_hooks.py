@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import pagbench
@@ -45,9 +46,25 @@ def test_hook_register_models(example):
 
 
 def test_hook_register_score_providers(example):
+    from pagbench.registry import datasets, score_providers
+    from pagbench_example.bars import TemplateModel
+
     result = pagbench.evaluate("example-bars-template", dataset="example-bars", num_images=40, metrics=("score_cosine",))
     assert result["config"]["score_provider"] == "class-gaussians"
-    assert -1 <= result["metrics"]["score_cosine"]["value"] <= 1
+    # the known answer, computed here without the runner: cos(∇ log softmax_y, posterior score)
+    dataset = datasets().get("example-bars").factory(None)
+    provider = score_providers().get("class-gaussians").factory(dataset, {})
+    batch = dataset.split("test").batch(list(range(40)))
+    images = batch.images.clone().requires_grad_(True)
+    log_probability = torch.log_softmax(TemplateModel()(images).double(), dim=1)[torch.arange(40), batch.labels].sum()
+    (gradient,) = torch.autograd.grad(log_probability, images)
+    score = provider.scores(batch.images, batch.labels, 0.0, "posterior")
+    g, s = gradient.double().flatten(1), score.double().flatten(1)
+    norms = g.norm(dim=1) * s.norm(dim=1)
+    keep = norms > 0  # the posterior score vanishes exactly where the class posterior saturates
+    cosines = ((g * s).sum(1) / norms)[keep]
+    assert result["metrics"]["score_cosine"]["n"] == int(keep.sum()) == 34
+    assert result["metrics"]["score_cosine"]["value"] == pytest.approx(float(cosines.mean()), abs=1e-9)
 
 
 def test_hook_register_manifold_providers(example):
@@ -74,7 +91,12 @@ def test_hook_register_trainers(example):
     recipe = TrainingRecipe(dataset="example-bars", regime="label-smoothing", strength=0.1, width=4, epochs=2, lr=0.05, lr_milestones=(), augment="none")
     model, record = train(recipe, lambda: architecture(recipe, dataset), dataset, entry.loss, progress=False)
     assert record["recipe"]["regime"] == "label-smoothing" and len(record["history"]) == 2
-    assert 0 <= record["test_accuracy"] <= 1
+    # the recorded accuracy is the returned model's on the whole test split
+    split = dataset.split("test")
+    batch = split.batch(list(range(len(split))))
+    with torch.no_grad():
+        correct = (model.eval()(batch.images).argmax(1) == batch.labels).double().mean()
+    assert record["test_accuracy"] == pytest.approx(float(correct), abs=1e-12)
 
 
 def test_hook_register_board_columns(register_plugin):

@@ -186,6 +186,7 @@ def test_pgd_step_size_is_the_factor_times_epsilon_over_steps():
     assert (moved - images).flatten(1).norm(dim=1) == pytest.approx([5.0] * 4, rel=1e-5)  # one step of 0.5·10/1
 
 
+@pytest.mark.slow  # trains or fits a model
 def test_with_the_fitted_denoiser_it_equals_the_denoiser_manifold(synthetic):
     """Through the registry and ``network_score``, the fitted denoiser's x + σ²·s is its D(x, σ):
     the same basis as the ``denoiser`` manifold provider (same per-image random starts). A tiny,

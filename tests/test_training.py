@@ -25,6 +25,7 @@ def build(synthetic):
     return lambda recipe: (lambda: architecture(recipe, synthetic))
 
 
+@pytest.mark.slow  # trains or fits a model
 def test_training_is_deterministic_and_resumes_exactly_after_an_interruption(synthetic):
     from pagbench_plugins.regimes import noise_loss
 
@@ -216,3 +217,33 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(synthetic):
     assert record["recipe"]["amp"] == "bf16" and record["execution"]["channels_last"] is True
     assert all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point())
     assert all(value.is_contiguous() for value in model.state_dict().values())  # stored weights in the default layout
+
+    from pagbench_plugins.regimes import standard_loss
+
+    fp16 = TrainingRecipe(regime="standard", amp="fp16", **{**TINY, "epochs": 1})  # with a GradScaler
+    _, record = train(fp16, build(synthetic)(fp16), synthetic, standard_loss, progress=False)
+    assert record["identifier"] != TrainingRecipe(regime="standard", **{**TINY, "epochs": 1}).identifier
+    assert all(map(lambda h: h["loss"] == h["loss"], record["history"]))  # finite, not NaN
+
+
+@pytest.mark.slow
+def test_gpu_check_degrades_to_a_cpu_run_that_says_cuda_is_absent(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("PAGBENCH_CACHE_DIR", str(tmp_path))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--cpu-only", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "CUDA absent" in out and "no GPU figures" in out
+    for section in ("(a) CPU vs CUDA", "(b) training throughput", "(c) evaluation throughput", "(d) projected GPU-hours"):
+        assert section in out, section
+    assert "score_cosine" in out and "(CUDA absent: no comparison)" in out
+    for regime in ("standard", "gnorm", "pgd-10"):
+        assert f"  {regime:<9} fp32" in out
+    assert "gnorm     fp16" in out and "excluded: gnorm's input-gradient penalty" in out
+    assert "device-resident" in out and "images/s" in out
+    assert "not a GPU projection: CUDA absent" in out and "device-hours" in out
