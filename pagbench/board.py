@@ -180,6 +180,10 @@ network; `lpips_alignment` (the paper's metric) needs the AlexNet weights and is
 {entry_columns}- **images**: the number of images (the first N of the split). **pagbench**: the version that computed the row.
 - **config**: the evaluation settings in which the row differs from the table's common configuration; `-` for none.
 - **gallery**: the entry's gradient gallery (input, the model's input gradient, the score), when drawn.
+- **sanity**: the sanity flags the run raised (⚠ before the model name too), `ok` when none, `unchecked` for
+  entries made before pagbench checked them.
+
+{sanity}
 
 {rules}"""
 
@@ -188,6 +192,119 @@ network; `lpips_alignment` (the paper's metric) needs the AlexNet weights and is
 #: the plugins' :class:`~pagbench.entries.EntryColumn` columns (:func:`entry_columns`).
 LEADING_COLUMNS = ("#", "model", "regime, strength")
 TRAILING_COLUMNS = ("images", "pagbench", "config", "gallery")
+#: The sanity column, between the metric columns and the plugins' columns.
+SANITY_COLUMN = "sanity"
+#: Marks a row with a raised sanity flag (before the model name and in the sanity column).
+FLAG_MARK = "⚠"
+
+
+def sanity_legend() -> str:
+    """The board's paragraph on the sanity flags: one line per flag of :data:`pagbench.sanity.FLAGS`."""
+    from .sanity import FLAGS
+
+    lines = ["**Sanity flags** (checked on the first batch of every run, like AutoAttack's; a raised flag means the "
+             "row's numbers may not mean what they seem; thresholds are the defaults unless the run's "
+             "`--sanity-threshold NAME=VALUE` changed them):"]
+    for item in FLAGS:
+        rule = f"{'>' if item.above else '<'} {item.threshold:g}"
+        lines.append(f"- `{item.name}` (raised when {rule}): {item.explanation}")
+    return "\n".join(lines)
+
+
+def raised_flags(entry: Entry) -> list[str] | None:
+    """The names of the sanity flags the entry's run raised; None when it was not checked."""
+    sanity = entry.result.get("sanity")
+    if not isinstance(sanity, dict):
+        return None
+    return [str(name) for name in sanity.get("raised") or ()]
+
+
+def sanity_cell(entry: Entry) -> str:
+    raised = raised_flags(entry)
+    if raised is None:
+        return "unchecked"
+    if not raised:
+        return "ok"
+    flags = entry.result["sanity"].get("flags") or {}
+    shown = []
+    for name in raised:
+        value = (flags.get(name) or {}).get("value")
+        shown.append(f"{name} = {number(value)}" if value is not None else name)
+    return f"{FLAG_MARK} " + _escape(", ".join(shown))
+
+
+# ------------------------------------------------------------------------------ seed intervals
+@dataclass(frozen=True)
+class SeedInterval:
+    """One metric over the training seeds of a recipe: the mean, min and max of the per-seed
+    values, and ``stderr``, the mean over seeds of the over-images standard errors."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    stderr: float | None
+    seeds: int
+
+
+def seed_interval(records) -> SeedInterval:
+    """:class:`SeedInterval` of metric records (``{"value", "stderr", ...}`` or None, one per seed);
+    seeds without a value are left out."""
+    values = [float(r["value"]) for r in records if isinstance(r, dict) and r.get("value") is not None]
+    errors = [float(r.get("stderr") or 0.0) for r in records if isinstance(r, dict) and r.get("value") is not None]
+    if not values:
+        return SeedInterval(None, None, None, None, 0)
+    return SeedInterval(sum(values) / len(values), min(values), max(values), sum(errors) / len(errors), len(values))
+
+
+def interval_text(interval: SeedInterval) -> str:
+    """``0.590 [0.570, 0.610] ± 0.010``: mean [min, max] over seeds ± mean over-images standard error."""
+    if interval.mean is None:
+        return "n/a"
+    text = number(interval.mean)
+    if interval.seeds > 1:
+        text += f" [{number(interval.low)}, {number(interval.high)}]"
+    return text + f" ± {interval.stderr:.3f}"
+
+
+def recipe_key(entry: Entry) -> str | None:
+    """Rows with the same key are training seeds of one recipe: the model card's architecture,
+    regime, strength and source, the model options and the evaluation configuration, all but the
+    card's ``seed`` (None when the card has no seed)."""
+    card = entry.card
+    if card.get("seed") is None:
+        return None
+    return json.dumps([card.get("architecture"), card.get("regime"), card.get("strength"), card.get("source"),
+                       entry.config.get("model_options") or {}, _configuration(entry)], sort_keys=True, default=str)
+
+
+def seed_groups(rows: list[Entry]) -> list[list[Entry]]:
+    """Groups of ``rows`` (in their order) that are several training seeds of one recipe."""
+    groups: dict[str, list[Entry]] = {}
+    for entry in rows:
+        key = recipe_key(entry)
+        if key is not None:
+            groups.setdefault(key, []).append(entry)
+    return [members for members in groups.values() if len({m.card.get("seed") for m in members}) > 1]
+
+
+def render_seed_table(rows: list[Entry], shown: list) -> list[str]:
+    """Markdown lines of the across-seeds table of ``rows`` (none when no recipe has several seeds)."""
+    groups = seed_groups(rows)
+    if not groups:
+        return []
+    lines = ["**Across training seeds**: rows above that differ only in the model card's `seed` (same architecture, "
+             "regime, strength, model options and evaluation configuration); each cell is the mean [min, max] over "
+             "the seeds ± the mean over-images standard error.", ""]
+    header = ("regime, strength", "seeds", "models", *(column.header for column, _ in shown))
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for members in groups:
+        seeds = sorted({int(m.card.get("seed")) for m in members})
+        cells = [regime_text(members[0]), ",".join(map(str, seeds)), _escape(", ".join(m.model for m in members)),
+                 *(interval_text(seed_interval([m.metric(column.output) for m in members])) for column, _ in shown)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def entry_columns() -> list:
@@ -235,7 +352,7 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     extra_cells = {column.name: dict(zip((entry.path for entry in entries), column.cells(results))) for column in extra}
     legend = "".join(f"- **{column.name}**: {column.description}\n" for column in extra)
     rules = "\n".join(column.rule for column in extra if column.rule)
-    lines = [HEADER.format(note=GENERATED_NOTE, primary=PRIMARY_METRIC, entry_columns=legend, rules=rules)]
+    lines = [HEADER.format(note=GENERATED_NOTE, primary=PRIMARY_METRIC, entry_columns=legend, sanity=sanity_legend(), rules=rules)]
     datasets = sorted({entry.dataset for entry in entries})
     if not datasets:
         lines.append("No entries yet.\n")
@@ -261,17 +378,18 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
             lines.append(f"All models side by side: [gradient gallery]({overview_path(dataset)}).")
         lines.append("")
         shown = metric_columns(rows)
-        header = LEADING_COLUMNS + tuple(column.header for column, _ in shown) + tuple(column.name for column in extra) + TRAILING_COLUMNS
+        header = LEADING_COLUMNS + tuple(column.header for column, _ in shown) + (SANITY_COLUMN,) + tuple(column.name for column in extra) + TRAILING_COLUMNS
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---:" if column in ("#", "images") else "---" for column in header) + "|")
         for rank, entry in enumerate(rows, start=1):
             gallery = f"[png]({gallery_path(entry)})" if (root / gallery_path(entry)).is_file() else "-"
             cells = [
                 str(rank),
-                f"[{_escape(entry.model)}]({card_path(entry)})",
+                (f"{FLAG_MARK} " if raised_flags(entry) else "") + f"[{_escape(entry.model)}]({card_path(entry)})",
                 regime_text(entry),
                 *(_cell(entry, column.output, column.unavailable_as or metric, notes, with_stderr=column.with_stderr)
                   for column, metric in shown),
+                sanity_cell(entry),
                 *(extra_cells[column.name][entry.path] for column in extra),
                 str(entry.config["num_images"]),
                 _escape(entry.result.get("pagbench_version", "-")),
@@ -280,6 +398,7 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += render_seed_table(rows, shown)
     if notes.reasons:
         lines.append("**Notes.**\n")
         for index, reason in enumerate(notes.reasons, start=1):

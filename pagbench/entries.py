@@ -145,6 +145,24 @@ class TrainerEntry:
 
 
 @dataclass(frozen=True)
+class AttributionEntry:
+    """An attribution method (what the gradient metrics score instead of the raw input gradient).
+
+    ``factory(options)`` returns a :class:`pagbench.attributions.Attribution` from the method's
+    options (``--attribution-option KEY=VALUE``: strings from the command line); it parses and
+    checks them (one-line :class:`~pagbench.errors.PagbenchError`) and does no heavy work.
+    ``options``: the keys the method accepts; any other key is refused before compute.
+    ``default``: the method used when none is named (exactly one registered method sets it).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    options: tuple[str, ...] = ()
+    default: bool = False
+
+
+@dataclass(frozen=True)
 class EntryColumn:
     """A leaderboard column whose cells a plugin computes from all entries at once (the zoo's
     regime labels compare the entries of one sweep), shown after the metric columns.

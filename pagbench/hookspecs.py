@@ -78,6 +78,22 @@ def register_metrics(register):
 
 
 @hookspec
+def register_attributions(register):
+    """Register attribution methods: ``register(AttributionEntry(name, factory, description, options))``
+    (:class:`pagbench.entries.AttributionEntry`).
+
+    ``factory(options)`` receives the ``--attribution-option KEY=VALUE`` values (a dict; values
+    are strings from the command line, any type from Python) and returns a
+    :class:`pagbench.attributions.Attribution`: its ``settings`` (every resolved setting, recorded
+    in the result) and ``attribute(target)``, which maps an
+    :class:`pagbench.attributions.AttributionTarget` to a (B, C, H, W) float64 attribution in the
+    gradient's units (what every gradient metric then reads instead of the raw input gradient).
+    ``options`` lists the keys the method accepts; others are refused before compute. Import heavy
+    libraries (``captum``) inside ``attribute``, never at module level.
+    """
+
+
+@hookspec
 def register_board_columns(register):
     """Register leaderboard columns computed from the entries: ``register(EntryColumn(name, cells,
     description, rule))`` (:class:`pagbench.entries.EntryColumn`).

@@ -109,6 +109,16 @@ def entry_key(result: dict) -> dict:
     # trust never changes the numbers and never travels with an entry (see pagbench.trust)
     key["provider_options"] = dict(sorted(strip_trust(key["provider_options"] or {}).items()))
     key["lpips_random_backbone"] = bool(key["lpips_random_backbone"])
+    # what is scored and at which precision join the key only when not the defaults, so the ids
+    # of entries made before these options existed do not change
+    from .attributions import default_attribution
+
+    method, settings = config.get("attribution"), config.get("attribution_options") or {}
+    if method not in (None, default_attribution()) or settings:
+        key["attribution"] = method or default_attribution()
+        key["attribution_options"] = dict(sorted(settings.items()))
+    if config.get("dtype") in ("float64", "bfloat16"):
+        key["dtype"] = config["dtype"]
     return key
 
 

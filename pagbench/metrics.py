@@ -77,11 +77,16 @@ class BoardColumn:
 class MetricContext:
     """Everything computed once per batch and shared by all metrics.
 
-    images (B, C, H, W) float32 in [0,1] on the evaluation device; labels (B,) int64;
-    logits (B, Y) detached; gradient (B, C, H, W) float64 on the CPU (the chosen input gradient);
-    gradient_ok (B,) bool, False for zero or non-finite gradients; score (B, C, H, W) float64 or
-    None; tangent_basis (B, k, D) float64 with orthonormal rows, or None; signal_mask
-    (B, 1, H, W) bool or None. ``probabilities(x)`` runs the model without gradients and returns
+    images (B, C, H, W) in [0,1] on the evaluation device, in the ``--dtype`` precision (float32 by
+    default); labels (B,) int64; logits (B, Y) detached; gradient (B, C, H, W) float64 on the
+    evaluation device: the chosen attribution (``--attribution``; by default the raw input
+    gradient); gradient_ok (B,) bool on that device, False for zero or non-finite gradients; score
+    (B, C, H, W) float64 at the headline σ, or None; ``sigmas`` the σ grid of ``--sigmas`` (None
+    without it) and ``sigma_scores`` the scores at each of its points (a list aligned with
+    ``sigmas``; the headline σ's entry is ``score`` itself); tangent_basis (B, k, D) float64 with
+    orthonormal rows, or None (on the evaluation device, or on the CPU when it would not fit);
+    signal_mask (B, 1, H, W) bool or None. Per-image values a metric returns may stay on the
+    device: the runner moves them to the CPU for aggregation. ``probabilities(x)`` runs the model without gradients and returns
     softmax probabilities (B, Y) float64. ``randomness.randn(stream, *shape)`` draws (B, *shape)
     float64 standard normals from per-image streams seeded by the run's seed, the image index and
     the stream name, so numbers do not depend on the batch size.
@@ -99,6 +104,8 @@ class MetricContext:
     score: "torch.Tensor | None" = None
     tangent_basis: "torch.Tensor | None" = None
     signal_mask: "torch.Tensor | None" = None
+    sigmas: "list[float] | None" = None
+    sigma_scores: "list[torch.Tensor] | None" = None
 
     def reference_probabilities(self) -> "torch.Tensor":
         """softmax of the batch's logits (B, Y) float64, from the gradient pass: no extra forward."""
@@ -109,17 +116,21 @@ class MetricContext:
     def gradient_for_score(self) -> "torch.Tensor":
         """The gradient resized like the images were for the score when the score is taken at
         another resolution (``Dataset.score_image_shape``), else the gradient itself."""
+        return self.gradient_like(self.score)
+
+    def gradient_like(self, score: "torch.Tensor | None") -> "torch.Tensor":
+        """The gradient resized to ``score``'s resolution when it differs (else the gradient)."""
         from .scores import resize_images
 
-        if self.score is None or self.score.shape == self.gradient.shape:
+        if score is None or score.shape == self.gradient.shape:
             return self.gradient
-        return resize_images(self.gradient, self.score.shape[-2:])
+        return resize_images(self.gradient, score.shape[-2:])
 
     def masked(self, values: "torch.Tensor") -> "torch.Tensor":
         """``values`` with NaN where the gradient is degenerate (excluded from means)."""
         import torch
 
-        values = values.double().cpu()
+        values = values.double().to(self.gradient_ok.device)
         return torch.where(self.gradient_ok, values, torch.full_like(values, float("nan")))
 
 

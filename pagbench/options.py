@@ -100,6 +100,56 @@ def _check_sigma(value):
     finite(value, "--sigma", 0.0)
 
 
+def _check_sigmas(value):
+    if value is None:
+        return
+    from .validation import finite
+
+    if not value:
+        raise PagbenchError("--sigmas: empty list")
+    for sigma in value:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+            raise PagbenchError(f"--sigmas expects numbers, got {sigma!r}")
+        if not sigma >= 0:
+            raise PagbenchError(f"--sigmas values must be >= 0 (pixel units), got {sigma}")
+        finite(sigma, "--sigmas", 0.0)
+
+
+def _sigmas(value):
+    """A Python ``sigmas=``: ``"a,b,c"`` / ``"lo:hi:n"`` text, or numbers → a tuple of floats."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from .console import parse_floats
+
+        return parse_floats(value, "--sigmas")
+    if isinstance(value, (int, float)):
+        return (value,)
+    return tuple(value)
+
+
+def _sigmas_from(params: dict):
+    from .console import parse_floats
+
+    return parse_floats(params.get("sigmas"), "--sigmas")
+
+
+def _check_attribution(value):
+    if not isinstance(value, str):
+        raise PagbenchError(f"--attribution expects a method name, got {value!r}")
+    from . import registry
+
+    registry.attributions().get(value)  # unknown: one line with the closest names
+
+
+def _attribution_options_from(params: dict) -> dict:
+    return key_values(params.get("attribution_option"), "--attribution-option")
+
+
+#: ``--dtype`` choices: the precision of the model and the inputs in the gradient pass.
+DTYPES = ("float32", "float64", "bfloat16")
+
+
 def _check_device(value):
     from .validation import check_device
 
@@ -170,7 +220,11 @@ class EvaluationOptions:
     [0,1] pixel units. ``score="auto"`` pairs the score with the gradient (see
     :data:`pagbench.scores.PAIRED_SCORE`). ``score_provider`` / ``manifold_provider`` of None use
     the dataset's defaults. ``metrics`` of None runs every registered metric that applies.
-    ``model_options`` reach the model factory (``weights``, ``arch``, ``trust_checkpoint``,
+    ``sigmas`` (None: no σ curves) is the σ grid of the ``score_cosine`` / ``lpips_alignment``
+    curves; the headline σ is added to it when absent. ``attribution`` names the attribution method
+    the gradient metrics score (None: the plugins' default, the raw input gradient) and
+    ``attribution_options`` its settings. ``dtype`` is the precision of the model and inputs in
+    the gradient pass. ``model_options`` reach the model factory (``weights``, ``arch``, ``trust_checkpoint``,
     ``replace_head``, ``--model-option KEY=VALUE``; see :func:`pagbench.models.load_model`).
     """
 
@@ -183,15 +237,31 @@ class EvaluationOptions:
     seed: int = option(0, Flag("--seed", type="int", help="Seeds the random directions and noise.", show_default=True),
                        check=_whole("--seed"))
     device: str = option("cpu", Flag("--device", help="cpu, cuda or cuda:N.", show_default=True), check=_check_device)
+    dtype: str = option("float32", Flag("--dtype", type="choice", choices=DTYPES, show_default=True,
+                                        help="Precision of the model and inputs in the gradient pass (class weights and "
+                                             "metrics stay float64)."),
+                        check=_one_of("dtype", DTYPES))
     gradient: str = option("logprob", Flag("--gradient", type="choice", choices=GRADIENTS, show_default=True,
                                            help="What is differentiated: log-probability of the label, its logit, "
                                                 "log-sum-exp or sum of logits."),
                            check=_one_of("gradient", GRADIENTS))
+    attribution: str | None = option(None, Flag("--attribution",
+                                                help="Attribution method the gradient metrics score (default: the raw "
+                                                     "input gradient; e.g. smoothgrad, integrated-gradients)."),
+                                     check=_check_attribution)
+    attribution_options: dict = option(
+        None, Flag("--attribution-option", name="attribution_option", multiple=True,
+                   help="KEY=VALUE for the attribution method (e.g. samples=20, noise=0.1, steps=32, baseline=blur)."),
+        collect=_attribution_options_from, coerce=_dict_option, default_factory=dict)
     score: str = option("auto", Flag("--score", type="choice", choices=SCORES, show_default=True, help=_score_help()),
                         check=_one_of("score", SCORES))
     sigma: float | None = option(None, Flag("--sigma", type="float",
                                             help="Noise level of the score in [0,1] pixel units (default: the provider's)."),
                                  check=_check_sigma)
+    sigmas: tuple[float, ...] | None = option(
+        None, Flag("--sigmas", help="σ grid for score_cosine / lpips_alignment curves: a,b,c or lo:hi:n (log-spaced); "
+                                    "the headline --sigma joins the grid."),
+        check=_check_sigmas, coerce=_sigmas, collect=_sigmas_from)
     score_provider: str | None = option(None, Flag("--score-provider", help="Score provider (default: the dataset's)."))
     manifold_provider: str | None = option(None, Flag("--manifold-provider", help="Manifold provider (default: the dataset's)."))
     metrics: tuple[str, ...] | None = option(None, Flag("--metric", name="metric_names", multiple=True,
@@ -225,6 +295,10 @@ class EvaluationOptions:
     def __post_init__(self):
         if self.dataset is None:
             object.__setattr__(self, "dataset", default_dataset())
+        if self.attribution is None:
+            from .attributions import default_attribution
+
+            object.__setattr__(self, "attribution", default_attribution())
 
     def as_dict(self) -> dict:
         """The configuration as recorded in a result: the fields, with ``metric_options`` spread

@@ -21,6 +21,7 @@ KINDS = {
     "manifold_providers": "register_manifold_providers",
     "trainers": "register_trainers",
     "metrics": "register_metrics",
+    "attributions": "register_attributions",
 }
 _SINGULAR = {
     "datasets": "dataset",
@@ -29,6 +30,7 @@ _SINGULAR = {
     "manifold_providers": "manifold provider",
     "trainers": "training regime",
     "metrics": "metric",
+    "attributions": "attribution method",
 }
 
 
@@ -141,3 +143,7 @@ def trainers() -> Registry:
 
 def metrics() -> Registry:
     return build_registry("metrics")
+
+
+def attributions() -> Registry:
+    return build_registry("attributions")

@@ -8,7 +8,13 @@ Layout (``schema_version`` 1)::
      "curves": {name: {"x": [...], "mean": [...], "stderr": [...], "n": [...]}},
      "metric_settings": {metric: {...}}, "unavailable": {metric: reason},
      "degenerate": {"zero_gradient", "nonfinite_gradient", "nonfinite_logits"},
+     "sanity": {"flags": {name: {"value", "threshold", "raised", "detail"}}, "raised": [...], "checked_images"},
      "timing": {...seconds...}, "warnings": [...]}
+
+``sanity`` (:mod:`pagbench.sanity`) is written by every run since it was introduced (older
+results and entries lack it). ``config.score_provider_fingerprint`` / ``manifold_provider_fingerprint``
+identify the providers' weights, and ``config.provider_files`` lists every file a provider read
+(a downloaded URL too) with its SHA-256.
 """
 
 from __future__ import annotations
@@ -28,17 +34,41 @@ REQUIRED_CONFIG = ("model", "dataset", "split", "num_images", "seed", "gradient"
 REQUIRED_METRIC = ("value", "stderr", "n", "higher_is_better")
 #: Every top-level field of a schema-1 result (others are dropped when it becomes an entry).
 TOP_LEVEL_FIELDS = ("schema_version", "pagbench_version", "plugins", "created", "config", "metrics", "curves",
-                    "metric_settings", "unavailable", "degenerate", "timing", "warnings", "per_image", "entry_key", "entry_id")
+                    "metric_settings", "unavailable", "degenerate", "sanity", "timing", "warnings", "per_image", "entry_key", "entry_id")
 #: Result files larger than this are refused unread (per-image values of 10⁵ images fit).
 MAX_RESULT_BYTES = 64 * 2**20
 #: Deepest nesting of objects and lists in a result (a result document needs 4).
 MAX_DEPTH = 32
 
 
-def build_result(setup, metrics, curves, settings, degenerate, timing, messages) -> dict:
+def _provider_files(*providers) -> list:
+    """``[{"location", "path", "sha256"}, ...]``: the files the providers read (their ``files``
+    attribute, when they have one), so a result names exactly the weights it used."""
+    files = []
+    for provider in providers:
+        for item in getattr(provider, "files", None) or ():
+            if isinstance(item, dict) and item not in files:
+                files.append({key: item.get(key) for key in ("location", "path", "sha256")})
+    return files
+
+
+def _fingerprint(provider) -> str | None:
+    if provider is None:
+        return None
+    try:
+        value = provider.fingerprint
+    except Exception:  # a provider's fingerprint never stops a result from being written
+        return None
+    return value if isinstance(value, str) else None
+
+
+def build_result(setup, metrics, curves, settings, degenerate, timing, messages, sanity=None) -> dict:
+    """The result document of one run. ``sanity`` is :func:`pagbench.sanity.check_batch`'s record
+    (None when the batch checks did not run); ``degenerate_gradients`` is added from ``degenerate``."""
     import torch
 
     from .plugins import plugin_versions
+    from .sanity import resolve_thresholds, sanity_record
 
     options = setup.options
     config = options.as_dict()
@@ -56,6 +86,9 @@ def build_result(setup, metrics, curves, settings, degenerate, timing, messages)
             "sigma_used": setup.score_provider.effective_sigma(setup.sigma) if setup.score_provider is not None else None,
             "sigma_units": "[0,1] pixel units",
             "manifold_provider": setup.manifold_provider_name,
+            "score_provider_fingerprint": _fingerprint(setup.score_provider),
+            "manifold_provider_fingerprint": _fingerprint(setup.manifold_provider),
+            "provider_files": _provider_files(setup.score_provider, setup.manifold_provider),
             "device": str(setup.device),
             "dtype": "float32 model, float64 gradient weights and metrics",
             "torch_version": torch.__version__,
@@ -73,6 +106,8 @@ def build_result(setup, metrics, curves, settings, degenerate, timing, messages)
         "metric_settings": settings,
         "unavailable": setup.unavailable,
         "degenerate": degenerate,
+        "sanity": sanity_record(sanity, degenerate, options.num_images,
+                                resolve_thresholds(getattr(options, "sanity_thresholds", None))),
         "timing": timing,
         "warnings": messages,
     }

@@ -1,8 +1,13 @@
 """The evaluation runner: one pass over the images computes every metric.
 
-Per batch: one forward and one backward pass of the model for the chosen input gradient; the
-score and the tangent basis come from the :class:`~pagbench.cache.GeometryCache` (they do not
-depend on the model); then every metric reads the shared :class:`~pagbench.metrics.MetricContext`.
+Per batch: one forward and one backward pass of the model for the chosen input gradient (in the
+``--dtype`` precision), then the chosen attribution (:mod:`pagbench.attributions`; the raw
+gradient by default, at no extra cost); the score (at the headline σ and at every σ of
+``--sigmas``) and the tangent basis come from the :class:`~pagbench.cache.GeometryCache` (they do
+not depend on the model); then every metric reads the shared :class:`~pagbench.metrics.MetricContext`.
+Tensors stay on the model's device (the CPU-cached geometry is moved there once per batch; a
+tangent basis too large for the free device memory stays on the CPU); per-image values move to the
+CPU only for aggregation, once per run.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .aggregate import summarize
+from .attributions import AttributionTarget, build_attribution
 from .cache import GeometryCache
 from .errors import DegenerateImagesWarning, MetricUnavailable, PagbenchError
 from .gradients import input_gradients
@@ -58,6 +64,10 @@ class SharedSetup:
     score_kind: str = "posterior"
     sigma: float | None = None
     score_unavailable: str | None = None  # why there is no score provider, when there is none
+    #: the σ grid of the score curves (``--sigmas`` with the headline σ added, ascending), or None
+    sigmas: list[float] | None = None
+    attribution: Any = None  # the pagbench.attributions.Attribution the gradient metrics score
+    dtype: Any = None  # torch dtype of the model and inputs in the gradient pass
     metrics: list = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
 
@@ -88,7 +98,10 @@ def prepare_shared(options: EvaluationOptions, *, with_metrics: bool = True) -> 
     from . import registry
     from .models import resolve_device
 
+    import torch
+
     _check_options(options)
+    attribution = build_attribution(options.attribution, options.attribution_options)  # bad method/options: fail now
     device = resolve_device(options.device)
     dataset_entry = registry.datasets().get(options.dataset)
     dataset = dataset_entry.factory(options.data_root)
@@ -97,7 +110,8 @@ def prepare_shared(options: EvaluationOptions, *, with_metrics: bool = True) -> 
         raise PagbenchError(
             f"--num-images {options.num_images} exceeds the {len(split)} images of {dataset.name!r}/{options.split}"
         )
-    shared = SharedSetup(options=options, dataset=dataset, device=device)
+    shared = SharedSetup(options=options, dataset=dataset, device=device, attribution=attribution,
+                         dtype=getattr(torch, options.dtype))
     shared.score_kind = PAIRED_SCORE[options.gradient] if options.score == "auto" else options.score
     score_provider, shared.score_provider_name, score_reason = _provider(
         "score", options.score_provider, dataset_entry.default_score_provider, dataset, options
@@ -109,6 +123,8 @@ def prepare_shared(options: EvaluationOptions, *, with_metrics: bool = True) -> 
     shared.score_unavailable = score_reason
     if score_provider is not None:
         shared.sigma = float(options.sigma if options.sigma is not None else score_provider.default_sigma)
+        if options.sigmas:
+            shared.sigmas = sigma_grid(options.sigmas, shared.sigma)
 
     if not with_metrics:
         return shared
@@ -131,10 +147,25 @@ def prepare_shared(options: EvaluationOptions, *, with_metrics: bool = True) -> 
         else:
             shared.unavailable[metric.name] = reason
     if score_provider is not None and any("score" in metric.requires for metric in shared.metrics):
-        score_provider.check(shared.sigma, shared.score_kind)  # e.g. σ ≤ 0 for a learned score: fail now
+        for sigma in [shared.sigma, *(shared.sigmas or ())]:
+            score_provider.check(sigma, shared.score_kind)  # e.g. σ ≤ 0 for a learned score: fail now
     if not shared.metrics:
         raise PagbenchError("no metric can be computed: " + "; ".join(f"{k}: {v}" for k, v in shared.unavailable.items()))
     return shared
+
+
+def sigma_grid(sigmas, headline: float) -> list[float]:
+    """The σ grid of the score curves: ``sigmas`` with the headline σ added when no grid point
+    equals it (:func:`pagbench.validation.in_grid`), sorted ascending, duplicates dropped."""
+    from .validation import in_grid
+
+    grid: list[float] = []
+    for value in sorted(float(sigma) for sigma in sigmas):
+        if not grid or not in_grid(value, [grid[-1]]):
+            grid.append(value)
+    if not in_grid(headline, grid):
+        grid = sorted([*grid, float(headline)])
+    return [headline if in_grid(headline, [value]) else value for value in grid]
 
 
 def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None = None, *, with_metrics: bool = True) -> EvaluationSetup:
@@ -155,9 +186,26 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
     loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
     loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device, split=options.split)
+    if options.dtype != "float32":  # models are float32 by contract: float32 leaves them as they are
+        loaded.module = _in_dtype(loaded.module, shared.dtype, options.dtype, dataset, device, options.split)
     common = {f.name: getattr(shared, f.name) for f in fields(SharedSetup)}
     common.update(options=options, unavailable=dict(shared.unavailable))
     return EvaluationSetup(**common, model=loaded, prepare_seconds=time.perf_counter() - started)
+
+
+def _in_dtype(module, dtype, name: str, dataset, device, split: str):
+    """``module`` converted to ``dtype`` (in place, like ``Module.to``), checked on one image of
+    ``split`` in that precision: a model that cannot run in it is a one-line error before compute."""
+    import torch
+
+    module = module.to(dtype)
+    sample = dataset.split(split).batch([0]).images.to(device, dtype)
+    with torch.no_grad():
+        try:
+            module(sample)
+        except Exception as error:
+            raise PagbenchError(f"the model cannot run in --dtype {name}: {type(error).__name__}: {error}") from error
+    return module
 
 
 def prepare_all(all_options, models=None, *, with_metrics: bool = True) -> list[EvaluationSetup]:
@@ -203,12 +251,28 @@ class _Randomness:
         return torch.stack(draws)
 
 
+def _on_device(tensor, device):
+    """``tensor`` on ``device``, unless it would take more than a quarter of the free memory of a
+    CUDA device: it then stays on the CPU (metrics move the smaller gradient to it)."""
+    import torch
+
+    device = torch.device(device)
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if tensor.numel() * tensor.element_size() > free // 4:
+            return tensor
+    return tensor.to(device)
+
+
 def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timing: dict | None = None,
                  degenerate: dict | None = None, needs_score: bool = True, needs_tangent: bool = False,
                  needs_mask: bool = False):
     """The evaluation pipeline: per batch of ``setup.options.batch_size`` of the split's images
     ``indices``, one forward/backward pass of the model for the chosen input gradient
-    (:func:`pagbench.gradients.input_gradients`), the score and the tangent basis from ``cache``
+    (:func:`pagbench.gradients.input_gradients`) and the chosen attribution, the score (at the
+    headline σ and, with ``--sigmas``, at every σ of the grid) and the tangent basis from ``cache``
     (computed once per image batch, whatever the model), yielded as a
     :class:`~pagbench.metrics.MetricContext`. ``evaluate``, galleries and re-evaluations consume it.
 
@@ -235,40 +299,49 @@ def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timin
     for start in range(0, len(indices), options.batch_size):
         batch_indices = indices[start : start + options.batch_size]
         batch = split.batch(batch_indices)
-        images, labels = batch.images.to(device), batch.labels.to(device)
+        images, labels = batch.images.to(device, setup.dtype or torch.float32), batch.labels.to(device)
+        randomness = _Randomness(options.seed, batch_indices)
 
         tick = time.perf_counter()
         logits, gradient = input_gradients(module, images, labels, options.gradient)
-        gradient = gradient.cpu()
+        if setup.attribution is not None:  # the default method returns the raw gradient itself
+            target = AttributionTarget(model=module, images=images, labels=labels, gradient=options.gradient,
+                                       logits=logits, input_gradient=gradient, randomness=randomness)
+            gradient = setup.attribution.attribute(target).double()
         timing["model_seconds"] += time.perf_counter() - tick
 
         flat = gradient.reshape(gradient.shape[0], -1)
         finite = torch.isfinite(flat).all(1)
         nonzero = flat.abs().amax(1) > 0
-        logits_finite = torch.isfinite(logits).all(1).cpu()
+        logits_finite = torch.isfinite(logits).all(1)
         degenerate["nonfinite_logits"] += int((~logits_finite).sum())
         degenerate["nonfinite_gradient"] += int((~finite & logits_finite).sum())
         degenerate["zero_gradient"] += int((finite & ~nonzero).sum())
         gradient_ok = finite & nonzero & logits_finite
 
         tick = time.perf_counter()
-        score = tangent = None
+        score = tangent = sigma_scores = None
         batch_key = dict(dataset=dataset.fingerprint, split=options.split,
                          indices=hashlib.sha256(str(batch_indices).encode()).hexdigest())
         if needs_score:
             provider = setup.score_provider
-            key = cache.key(kind="score", provider=provider.fingerprint, sigma=setup.sigma, score=setup.score_kind, **batch_key)
-            score = cache.get_or_compute(
-                key,
-                lambda: provider.scores(batch.images, batch.labels, setup.sigma, setup.score_kind),
-                disk=provider.disk_cache,
-            )
+
+            def score_at(sigma):
+                key = cache.key(kind="score", provider=provider.fingerprint, sigma=sigma, score=setup.score_kind, **batch_key)
+                value = cache.get_or_compute(
+                    key, lambda: provider.scores(batch.images, batch.labels, sigma, setup.score_kind), disk=provider.disk_cache
+                )
+                return _on_device(value, device)
+
+            score = score_at(setup.sigma)
+            if setup.sigmas:
+                sigma_scores = [score if sigma == setup.sigma else score_at(sigma) for sigma in setup.sigmas]
         if needs_tangent:
             provider = setup.manifold_provider
             key = cache.key(kind="tangent", provider=provider.fingerprint, **batch_key)
-            tangent = cache.get_or_compute(
+            tangent = _on_device(cache.get_or_compute(
                 key, lambda: provider.tangent_basis(batch.images, batch.labels), disk=provider.disk_cache, storage="float32"
-            )
+            ), device)
         timing["geometry_seconds"] += time.perf_counter() - tick
         yield MetricContext(
             images=images,
@@ -277,10 +350,12 @@ def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timin
             gradient=gradient,
             gradient_ok=gradient_ok,
             probabilities=probabilities,
-            randomness=_Randomness(options.seed, batch_indices),
+            randomness=randomness,
             dataset=dataset,
             options=options,
             score=score,
+            sigmas=setup.sigmas if sigma_scores is not None else None,
+            sigma_scores=sigma_scores,
             tangent_basis=tangent,
             signal_mask=batch.signal_mask if needs_mask else None,
         )
@@ -331,14 +406,15 @@ def evaluate(
                 metric_tick = time.perf_counter()
                 output = metric.compute(context)
                 per_metric[metric.name] = per_metric.get(metric.name, 0.0) + time.perf_counter() - metric_tick
-                for name, values in output.values.items():
-                    per_image_values.setdefault(name, []).append(values.detach().double().cpu())
+                for name, values in output.values.items():  # kept where computed: one move to the CPU per run
+                    per_image_values.setdefault(name, []).append(values.detach())
                 for name, values in output.curves.items():
-                    curves.setdefault(name, []).append(values.detach().double().cpu())
+                    curves.setdefault(name, []).append(values.detach())
             timing["metrics_seconds"] += time.perf_counter() - tick
             advance(len(context.labels))
 
-    per_image_tensors = {name: torch.cat(parts) for name, parts in per_image_values.items()}
+    per_image_tensors = {name: torch.cat([part.double().cpu() for part in parts]) for name, parts in per_image_values.items()}
+    curves = {name: [torch.cat([part.double().cpu() for part in parts])] for name, parts in curves.items()}
     metrics_out: dict[str, dict] = {}
     curves_out: dict[str, dict] = {}
     settings: dict[str, dict] = {}
@@ -385,9 +461,20 @@ def evaluate(
     from .results import build_result
 
     result = build_result(setup, metrics_out, curves_out, settings, degenerate, timing, messages)
+    _record_run_settings(result["config"], setup)
     if per_image:
         result["per_image"] = {"index": indices_all, **{k: v.tolist() for k, v in per_image_tensors.items()}}
     return result
+
+
+def _record_run_settings(config: dict, setup: EvaluationSetup) -> None:
+    """The resolved attribution settings and the precision, in the result's configuration."""
+    options = setup.options
+    config["dtype"] = options.dtype
+    config["precision"] = (f"{options.dtype} model and inputs in the gradient pass; float64 class weights, "
+                           f"attributions and metrics")
+    config["attribution"] = setup.attribution.name if setup.attribution is not None else options.attribution
+    config["attribution_settings"] = dict(setup.attribution.settings) if setup.attribution is not None else {}
 
 
 def evaluate_many(all_options, *, models=None, cache: GeometryCache | None = None, progress: bool = True, per_image: bool = False):

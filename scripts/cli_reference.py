@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 #: The built-in plugins (the entry-point names in pyproject.toml), as tests/conftest.py loads them.
-BUILTINS = "metrics,regimes,synthetic,zoo,timm,checkpoint,datasets,learned,diffusion,torchvision,robustbench,robustness"
+BUILTINS = "metrics,attributions,regimes,synthetic,zoo,timm,checkpoint,datasets,learned,diffusion,torchvision,robustbench,robustness"
 
 
 def _cell(text: str, code: bool = False) -> str:

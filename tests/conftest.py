@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-BUILTINS = "metrics,regimes,synthetic,zoo,timm,checkpoint,datasets,learned,diffusion,torchvision,robustbench,robustness"
+BUILTINS = "metrics,attributions,regimes,synthetic,zoo,timm,checkpoint,datasets,learned,diffusion,torchvision,robustbench,robustness"
 os.environ["PAGBENCH_LOAD_PLUGINS"] = BUILTINS  # keep installed third-party plugins out
 os.environ["PAGBENCH_OFFLINE"] = "1"
 os.environ.pop("PAGBENCH_STRICT_PLUGINS", None)

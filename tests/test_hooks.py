@@ -99,6 +99,28 @@ def test_hook_register_trainers(example):
     assert record["test_accuracy"] == pytest.approx(float(correct), abs=1e-12)
 
 
+def test_hook_register_attributions(register_plugin):
+    """A throwaway attribution method (the negated gradient) is scored by every gradient metric."""
+    from pagbench import hookimpl
+    from pagbench.attributions import Attribution
+    from pagbench.entries import AttributionEntry
+
+    class Negated(Attribution):
+        def attribute(self, target):
+            return -target.input_gradient
+
+    class Plugin:
+        @hookimpl
+        def register_attributions(self, register):
+            register(AttributionEntry("negated", lambda options: Negated({"sign": -1}), "−∇x"))
+
+    register_plugin(Plugin(), name="negated-attribution")
+    result = pagbench.evaluate("bayes", num_images=20, attribution="negated", metrics=("score_cosine", "on_manifold_fraction"))
+    assert result["metrics"]["score_cosine"]["value"] == pytest.approx(-1.0)
+    assert result["metrics"]["on_manifold_fraction"]["value"] == pytest.approx(1.0)
+    assert result["config"]["attribution"] == "negated" and result["config"]["attribution_settings"] == {"sign": -1}
+
+
 def test_hook_register_board_columns(register_plugin):
     """A throwaway plugin's column is rendered after the metric columns, with its legend and rule;
     the zoo's ``regime label`` column stays before it."""

@@ -417,3 +417,17 @@ def test_verify_tolerance_grows_with_the_difference_in_image_count():
 
     assert tolerance_for({"stderr": 0.02}, {"stderr": 0.02}) == VERIFY_ABSOLUTE_TOLERANCE
     assert tolerance_for({"stderr": 0.01}, {"stderr": 0.02}) == pytest.approx(1e-3 + 3 * (0.02**2 - 0.01**2) ** 0.5)
+
+
+def test_attribution_and_precision_join_the_key_only_when_not_the_defaults(result):
+    from pagbench.leaderboard import entry_id, entry_key
+
+    plain = entry_id(entry_key(result))
+    for changes in ({"attribution": "raw-gradient"}, {"attribution": None}, {"dtype": "float32"}):
+        same = copy.deepcopy(result)
+        same["config"].update(changes)
+        assert entry_id(entry_key(same)) == plain, changes
+    for changes in ({"attribution": "smoothgrad"}, {"attribution_options": {"samples": "8"}}, {"dtype": "float64"}):
+        other = copy.deepcopy(result)
+        other["config"].update(changes)
+        assert entry_id(entry_key(other)) != plain, changes

@@ -4,6 +4,15 @@ Every loader looks in ``--data-root DIR`` when given, else in ``<cache dir>/data
 (``$PAGBENCH_CACHE_DIR``). Missing files raise a :class:`~pagbench.errors.PagbenchError` that
 names the files expected and the directory searched; downloads are attempted only where the
 dataset's licence allows one and ``PAGBENCH_OFFLINE`` is unset.
+
+**Pinned downloads.** Downloads go through torchvision's downloader, which checks the archive's
+(or file's) published MD5 and fails on a mismatch. Files pagbench keeps in its own data folder
+(``<cache dir>/data/<dataset>``: what it downloaded) are checked again every time the dataset is
+opened, against the published per-file MD5s (:func:`check_downloaded`; each file is hashed once
+per size and mtime, :func:`pagbench.pinned.file_digest`), and refused in one line when one
+differs. Files under a user's ``--data-root`` are not compared with any hash (users may keep
+their own copies, e.g. re-encoded); they get the format checks of the readers (headers, shapes,
+dtypes, label ranges, a pickle that cannot run code).
 """
 
 from __future__ import annotations
@@ -99,6 +108,30 @@ def read_maybe_gzip(path: Path) -> bytes:
         raise corrupt_error(path, str(error)) from None
 
 
+def is_downloaded_copy(directory: Path, dataset: str) -> bool:
+    """Whether ``directory`` lies in pagbench's own data folder for ``dataset`` (where it downloads)."""
+    try:
+        Path(directory).resolve().relative_to(default_root(dataset).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def check_downloaded(directory: Path, pins: dict, dataset: str, storage: str | None = None) -> None:
+    """In pagbench's data folder (``storage``: the dataset folder the files are kept under; default
+    ``dataset``), refuse in one line any file of ``pins`` (file name → published MD5) whose MD5
+    differs. Files that are absent and every file outside the data folder are left alone."""
+    from pagbench.pinned import check_pinned
+
+    if not is_downloaded_copy(directory, storage or dataset):
+        return
+    for name, md5 in pins.items():
+        path = Path(directory) / name
+        if path.is_file():
+            check_pinned(path, md5, algorithm="md5", what=f"dataset {dataset!r}: downloaded file",
+                         remedy=f"delete {path.parent} and run again to download it afresh")
+
+
 def download(url: str, directory: Path, md5: str | None, extract: bool, dataset: str) -> None:
     """Download (and extract) ``url`` into ``directory`` with torchvision's verified downloader."""
     from torchvision.datasets.utils import download_and_extract_archive, download_url
@@ -113,4 +146,5 @@ def download(url: str, directory: Path, md5: str | None, extract: bool, dataset:
         raise PagbenchError(f"dataset {dataset!r}: download of {url} failed ({type(error).__name__}: {error})") from None
 
 
-__all__ = ["offline", "default_root", "find_directory", "missing_error", "corrupt_error", "load_data_pickle", "read_maybe_gzip", "download", "io"]
+__all__ = ["offline", "default_root", "find_directory", "missing_error", "corrupt_error", "load_data_pickle", "read_maybe_gzip", "download", "check_downloaded",
+           "is_downloaded_copy", "io"]

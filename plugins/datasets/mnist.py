@@ -15,7 +15,8 @@ import torch
 
 from pagbench.errors import PagbenchError
 
-from .files import corrupt_error, default_root, download, existing, find_directory, missing_error, offline, read_maybe_gzip
+from .files import (check_downloaded, corrupt_error, default_root, download, existing, find_directory, missing_error, offline,
+                    read_maybe_gzip)
 
 FILES = {
     "train_images": "train-images-idx3-ubyte|train-images-idx3-ubyte.gz",
@@ -24,6 +25,15 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte|t10k-labels-idx1-ubyte.gz",
 }
 SUBDIRECTORIES = ("MNIST/raw", "raw")
+#: Published MD5 of the gzipped IDX files (torchvision's ``MNIST.resources``); pagbench downloads
+#: these, and checks the copies in its data folder on every use. Uncompressed files have no
+#: published hash and are not checked.
+FILE_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -62,6 +72,7 @@ def locate(data_root) -> Path:
     if directory is None:
         raise missing_error("mnist-distractor", data_root, required, "DIR, DIR/MNIST/raw or DIR/raw",
                             "the four MNIST IDX files from https://yann.lecun.com/exdb/mnist/ or a torchvision mirror")
+    check_downloaded(directory, FILE_MD5, "mnist-distractor", storage="mnist")
     return directory
 
 

@@ -25,7 +25,7 @@ def _diffusers(dataset, options):
 
 @hookimpl
 def register_score_providers(register):
-    register(ScoreProviderEntry("edm", _edm, "EDM/EDM2 network pickle (options path=FILE|URL, uncond_path; needs --trust-pickle); default σ 0.05.",
-                                options=("path", "url", "uncond_path", "trust_pickle", "device", "chunk")))
+    register(ScoreProviderEntry("edm", _edm, "EDM/EDM2 network pickle (options path=FILE|URL, uncond_path, sha256/uncond_sha256 pins; needs --trust-pickle); default σ 0.05.",
+                                options=("path", "url", "uncond_path", "sha256", "uncond_sha256", "trust_pickle", "device", "chunk")))
     register(ScoreProviderEntry("diffusers", _diffusers, "diffusers ε-prediction UNet + scheduler (option path; extra pagbench[diffusers]); default σ 0.05.",
                                 options=("path", "subfolder", "device", "chunk")))

@@ -206,9 +206,36 @@ class NetworkUnpickler(pickle.Unpickler):
 
 
 # ---------------------------------------------------------------------------------- the file
-def read_source(location: str) -> tuple[bytes, str]:
-    """The pickle's bytes and a display name, from a local path or an http(s) URL (downloaded
-    once into ``<cache dir>/downloads``)."""
+def fetch_url(location: str) -> bytes:
+    """The bytes at an http(s) URL (one attempt, 60 s timeout); a failure is one line."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(location, timeout=60) as response:
+            return response.read()
+    except Exception as error:
+        raise PagbenchError(f"download of {location} failed: {type(error).__name__}: {error}") from None
+
+
+def _check_pin(data: bytes, where: str, sha256: str | None, option: str) -> str:
+    """The SHA-256 of ``data``; a mismatch with the pin ``sha256`` (full or a prefix of at least
+    8 hex digits) is a one-line error."""
+    from pagbench.pinned import matches, normalise_pin
+
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None:
+        pin = normalise_pin(sha256, option)
+        if not matches(digest, pin):
+            raise PagbenchError(f"{where} has SHA-256 {digest[:16]}…, not the pinned {option}={pin[:16]}…: refusing to use it "
+                                f"(a different or damaged file)")
+    return digest
+
+
+def read_source(location: str, sha256: str | None = None, option: str = "sha256") -> tuple[bytes, str, str]:
+    """The pickle's bytes, a display name and its SHA-256, from a local path or an http(s) URL
+    (downloaded once into ``<cache dir>/downloads``). With ``sha256`` (the provider option named
+    ``option``) the bytes must match it — a download before it is stored, a stored download or a
+    local file every time it is read — else a one-line error and nothing is stored."""
     if location.startswith(("http://", "https://")):
         from pagbench.paths import cache_dir, write_atomic
 
@@ -216,19 +243,15 @@ def read_source(location: str) -> tuple[bytes, str]:
         if not target.is_file():
             if offline():
                 raise PagbenchError(f"cannot download {location} offline (PAGBENCH_OFFLINE is set); download it and pass path=FILE")
-            import urllib.request
-
-            try:
-                with urllib.request.urlopen(location, timeout=60) as response:
-                    payload = response.read()
-            except Exception as error:
-                raise PagbenchError(f"download of {location} failed: {type(error).__name__}: {error}") from None
+            payload = fetch_url(location)
+            _check_pin(payload, f"the download of {location}", sha256, option)
             write_atomic(target, lambda stream: stream.write(payload))
         location = str(target)
     path = Path(location)
     if not path.is_file():
         raise PagbenchError(f"network pickle {path} not found")
-    return path.read_bytes(), str(path)
+    data = path.read_bytes()
+    return data, str(path), _check_pin(data, str(path), sha256, option)
 
 
 def sniff(data: bytes, where: str) -> None:
@@ -242,14 +265,27 @@ def sniff(data: bytes, where: str) -> None:
         raise PagbenchError(f"{where} is not a pickle file")
 
 
-def load_network_pickle(location: str, trust: bool):
-    """The unpickled contents (a dict with ``'ema'``) of an EDM network pickle."""
-    data, where = read_source(location)
+#: location → ``{"location", "path", "sha256"}`` of the last file read for it (:func:`source_record`).
+_READ: dict[str, dict] = {}
+
+
+def source_record(location: str) -> dict | None:
+    """``{"location", "path", "sha256"}`` of the file last read for ``location`` (a URL's
+    download or a local file), for the result's ``config.provider_files``; None if none was read."""
+    return _READ.get(location)
+
+
+def load_network_pickle(location: str, trust: bool, sha256: str | None = None, option: str = "sha256"):
+    """The unpickled contents (a dict with ``'ema'``) of an EDM network pickle and the first 16
+    hex digits of its SHA-256. ``sha256`` pins the file (see :func:`read_source`); the file's full
+    SHA-256 is remembered for :func:`source_record`."""
+    data, where, digest = read_source(location, sha256, option)
+    _READ[location] = {"location": location, "path": where, "sha256": digest}
     sniff(data, where)
     if not trust:
         raise PagbenchError(f"{where} is a network pickle: {TRUST_HINT}")
     try:
-        return NetworkUnpickler(io.BytesIO(data)).load(), hashlib.sha256(data).hexdigest()[:16]
+        return NetworkUnpickler(io.BytesIO(data)).load(), digest[:16]
     except PagbenchError:
         raise
     except (pickle.UnpicklingError, EOFError) as error:

@@ -26,7 +26,9 @@ class EdmScores(NetworkScoreProvider):
 
     Options: ``path`` (file or URL, required), ``trust_pickle=1`` (required: unpickling runs
     code), ``uncond_path`` (an unconditional pickle, for the unconditional score when ``path``
-    is class-conditional), ``device``. Default σ = 0.05 pixel units (σ₋₁ = 0.1).
+    is class-conditional), ``sha256`` / ``uncond_sha256`` (pin the files: their SHA-256, or a prefix
+    of at least 8 hex digits; a file that differs is refused), ``device``. Every file read is listed
+    with its SHA-256 in ``files`` (the result's ``config.provider_files``). Default σ = 0.05 pixel units (σ₋₁ = 0.1).
     """
 
     name = "edm"
@@ -35,14 +37,18 @@ class EdmScores(NetworkScoreProvider):
     def __init__(self, dataset, options):
         from pagbench.errors import MetricUnavailable
 
-        from .edm import load_network_pickle, network_of
+        from .edm import load_network_pickle, network_of, source_record
 
         location = options.get("path") or options.get("url")
         if not location:
             raise MetricUnavailable("the edm score provider needs a network pickle: --provider-option path=FILE_OR_URL --trust-pickle")
         trust = _trusted(options)
         self.configure(options)
-        contents, digest = load_network_pickle(location, trust)
+        def pinned(option):  # a pin is passed only when given
+            return {"sha256": options[option], "option": option} if options.get(option) else {}
+
+        contents, digest = load_network_pickle(location, trust, **pinned("sha256"))
+        self.files = [record for record in [source_record(location)] if record]
         self.network = network_of(contents, location).to(self.device)
         self.image_shape = (int(self.network.img_channels), int(self.network.img_resolution), int(self.network.img_resolution))
         self.check_dataset(dataset)
@@ -50,7 +56,8 @@ class EdmScores(NetworkScoreProvider):
         self.unconditional_network = self.network if self.label_dim == 0 else None
         digests = [digest]
         if options.get("uncond_path"):
-            contents, second = load_network_pickle(options["uncond_path"], trust)
+            contents, second = load_network_pickle(options["uncond_path"], trust, **pinned("uncond_sha256"))
+            self.files += [record for record in [source_record(options["uncond_path"])] if record]
             self.unconditional_network = network_of(contents, options["uncond_path"]).to(self.device)
             if int(getattr(self.unconditional_network, "label_dim", 0) or 0) != 0:
                 raise PagbenchError(f"uncond_path {options['uncond_path']} is a class-conditional network")

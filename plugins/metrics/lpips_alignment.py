@@ -20,6 +20,8 @@ from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILE
+#: The 8 hex digits in the file's name: the prefix of its SHA-256 (how torch.hub checks it).
+ALEXNET_SHA256_PREFIX = ALEXNET_FILE.rsplit("-", 1)[1].split(".")[0]
 MIN_SIZE = 32
 
 
@@ -33,22 +35,52 @@ def backbone_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
 
-def _try_download(path: Path) -> bool:
-    """Fetch the backbone where the network allows; False when offline or unreachable."""
-    if offline():
-        return False
+def _reachable() -> bool:
+    """Whether download.pytorch.org answers (a 3 s connection attempt)."""
     try:
         socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
     except OSError:
         return False
+    return True
+
+
+def _fetch(url: str, path: Path) -> None:
+    """Download ``url`` to ``path`` (torch.hub's downloader, which checks the hash prefix too)."""
     import torch
 
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=ALEXNET_SHA256_PREFIX, progress=False)
+
+
+def _try_download(path: Path) -> bool:
+    """Fetch the backbone where the network allows; False when offline or unreachable. A
+    download whose SHA-256 does not start with :data:`ALEXNET_SHA256_PREFIX` is deleted and refused."""
+    if offline() or not _reachable():
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(ALEXNET_URL, str(path), progress=False)
+        _fetch(ALEXNET_URL, path)
     except Exception:
         return False
+    if path.exists():
+        try:
+            _check_pinned_backbone(path)
+        except MetricUnavailable:
+            path.unlink()  # a download that is not the pinned file is never kept
+            raise
     return path.exists()
+
+
+def _check_pinned_backbone(path: Path) -> None:
+    """Refuse (one line) a backbone file whose SHA-256 does not start with the 8 hex digits in its
+    published name; the digest is computed once per (size, mtime) (:func:`pagbench.pinned.file_digest`)."""
+    from pagbench.errors import PagbenchError
+    from pagbench.pinned import check_pinned
+
+    try:
+        check_pinned(path, ALEXNET_SHA256_PREFIX, what="LPIPS AlexNet backbone",
+                     remedy=f"delete it and put torchvision's {ALEXNET_FILE} there (or set PAGBENCH_LPIPS_BACKBONE)")
+    except PagbenchError as error:
+        raise MetricUnavailable(str(error)) from None
 
 
 _BUILT: dict = {}
@@ -62,21 +94,51 @@ def shared_lpips(random_backbone: bool = False):
     return _BUILT[key]
 
 
+def user_supplied_backbone() -> bool:
+    """True when ``$PAGBENCH_LPIPS_BACKBONE`` names the file (the user's choice), False for torch's
+    hub cache (where pagbench downloads it)."""
+    return bool(os.environ.get("PAGBENCH_LPIPS_BACKBONE"))
+
+
 def check_backbone(random_backbone: bool = False) -> None:
     """The cheap part of :func:`build_lpips`: the backbone file exists (downloading it where the
-    network allows) and is a torch zip archive. Imports neither ``lpips`` nor builds AlexNet."""
+    network allows) and is a torch zip archive; a file in torch's hub cache, or one pagbench
+    downloaded, must have a SHA-256 starting with :data:`ALEXNET_SHA256_PREFIX` (hashed once per
+    file size and mtime), else it is refused in one line. A file the user names with
+    ``$PAGBENCH_LPIPS_BACKBONE`` is not refused for its hash: its SHA-256, and whether it matches
+    the pin, are recorded in the metric's settings (:meth:`LpipsAlignment.describe`). Imports
+    neither ``lpips`` nor builds AlexNet."""
     import zipfile
 
     if random_backbone:
         return
     path = backbone_path()
-    if not path.exists() and not _try_download(path):
-        raise MetricUnavailable(
-            f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
-            f"there or set PAGBENCH_LPIPS_BACKBONE"
-        )
+    downloaded = False
+    if not path.exists():
+        if not _try_download(path):
+            raise MetricUnavailable(
+                f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
+                f"there or set PAGBENCH_LPIPS_BACKBONE"
+            )
+        downloaded = True
     if not zipfile.is_zipfile(path):
         raise MetricUnavailable(f"LPIPS backbone {path} is not a readable state dict (not a torch zip archive)")
+    if downloaded or not user_supplied_backbone():
+        _check_pinned_backbone(path)
+
+
+def backbone_record(random_backbone: bool = False) -> dict:
+    """What the result records about the backbone: its path, SHA-256 and whether it matches the pin."""
+    if random_backbone:
+        return {"backbone": "random (test only)"}
+    from pagbench.pinned import file_digest, matches
+
+    path = backbone_path()
+    try:
+        digest = file_digest(path)
+    except OSError:
+        return {"backbone": str(path)}
+    return {"backbone": str(path), "backbone_sha256": digest, "backbone_pinned": matches(digest, ALEXNET_SHA256_PREFIX)}
 
 
 def build_lpips(random_backbone: bool = False):
@@ -151,18 +213,47 @@ class LpipsAlignment(Metric):
         check_backbone(self._random)
 
     def describe(self, setup):
-        return {"network": "alex", "version": "0.1", "backbone": "random (test only)" if self._random else str(backbone_path())}
+        from .score_cosine import sigma_settings
+
+        return {"network": "alex", "version": "0.1", **backbone_record(self._random), **sigma_settings(setup)}
+
+    def curve_grid(self, setup):
+        from .score_cosine import sigma_curve_grid
+
+        return sigma_curve_grid(self.name, setup)
+
+    def _alignment(self, model, gradient_input, score, context):
+        """1 − LPIPS of one batch of (normalised gradient, score) pairs, on the evaluation device;
+        NaN where the score is zero or the gradient degenerate."""
+        import torch
+
+        device = context.images.device
+        with torch.no_grad():
+            distance = model(gradient_input, to_lpips_input(score).to(device))
+        value = 1.0 - distance.reshape(-1).double()
+        score_ok = (score.reshape(score.shape[0], -1).abs().amax(1) > 0).to(value.device)
+        value = torch.where(score_ok, value, torch.full_like(value, float("nan")))
+        return context.masked(value)
 
     def compute(self, context: MetricContext) -> MetricOutput:
+        """One batched LPIPS pass per σ (the whole batch at once); the normalised gradient is
+        computed once and reused across the σ grid."""
         import torch
 
         device = context.images.device
         if self._model is None or self._model_random != self._random:
             self._model, self._model_random = shared_lpips(random_backbone=self._random), self._random
         model = self._model.to(device)
-        with torch.no_grad():
-            distance = model(to_lpips_input(context.gradient_for_score()).to(device), to_lpips_input(context.score).to(device))
-        value = 1.0 - distance.reshape(-1).double().cpu()
-        score_ok = context.score.reshape(context.score.shape[0], -1).abs().amax(1) > 0
-        value = torch.where(score_ok, value, torch.full_like(value, float("nan")))
-        return MetricOutput({self.name: context.masked(value)})
+        gradient_input = to_lpips_input(context.gradient_for_score()).to(device)
+        values = {self.name: self._alignment(model, gradient_input, context.score, context)}
+        curves = {}
+        if context.sigma_scores is not None:
+            columns = []
+            for score in context.sigma_scores:
+                if score is context.score:
+                    columns.append(values[self.name])
+                    continue
+                resized = gradient_input if score.shape == context.score.shape else to_lpips_input(context.gradient_like(score)).to(device)
+                columns.append(self._alignment(model, resized, score, context))
+            curves[self.name] = torch.stack(columns, dim=1)
+        return MetricOutput(values, curves)

@@ -1,7 +1,9 @@
 """``on_manifold_fraction``: ‖P_T g‖² / ‖g‖², the share of the gradient's energy on the manifold.
 
 Also reports ‖P_T g‖ and ‖P_⊥ g‖ (pixel units of the gradient) and the random baseline k/D:
-a random direction puts k/D of its energy into a k-dimensional tangent space of R^D.
+a random direction puts k/D of its energy into a k-dimensional tangent space of R^D. ``g`` is the
+chosen attribution (``--attribution``; the raw input gradient by default), on the tangent basis's
+device (the evaluation device, or the CPU when the basis is too large for the device's memory).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ class OnManifoldFraction(Metric):
     def compute(self, context: MetricContext) -> MetricOutput:
         import torch
 
-        gradient = context.gradient.reshape(context.gradient.shape[0], -1).double()
         basis = context.tangent_basis.double()
+        gradient = context.gradient.reshape(context.gradient.shape[0], -1).double().to(basis.device)
         coordinates = torch.einsum("bkd,bd->bk", basis, gradient)
         on_squared = (coordinates**2).sum(1)
         residual = gradient - torch.einsum("bkd,bk->bd", basis, coordinates)

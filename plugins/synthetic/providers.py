@@ -69,7 +69,9 @@ class BayesClassifier(torch.nn.Module):
         self.register_buffer("bias", distribution.log_prior - 0.5 * logdet)  # (Y,)
 
     def forward(self, images):
+        # float64 whatever the module was cast to (``--dtype bfloat16`` casts buffers too)
+        basis, center, means, precision = (t.double() for t in (self.basis, self.center, self.class_means, self.precision))
         flat = images.reshape(images.shape[0], -1).to(torch.float64)
-        centered = ((flat - self.center) @ self.basis)[:, None, :] - self.class_means[None]
-        quadratic = torch.einsum("byi,yij,byj->by", centered, self.precision, centered)
-        return (self.bias - 0.5 * quadratic).to(images.dtype)
+        centered = ((flat - center) @ basis)[:, None, :] - means[None]
+        quadratic = torch.einsum("byi,yij,byj->by", centered, precision, centered)
+        return (self.bias.double() - 0.5 * quadratic).to(images.dtype)

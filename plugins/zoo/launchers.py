@@ -48,7 +48,7 @@ def check_launcher(launcher: str, settings: SubmititSettings, device: str, slurm
         raise PagbenchError(f"unknown launcher {launcher!r}{closest_names_hint(launcher, LAUNCHERS)}; launchers: {', '.join(LAUNCHERS)}")
     if launcher == "local":
         if slurm_options_given:
-            raise PagbenchError("--cluster, --max-parallel, --gpus-per-job, --cpus-per-job, --time and --partition need --launcher submitit")
+            raise PagbenchError("--cluster, --max-parallel, --gpus-per-job, --cpus-per-job, --time, --partition and --wait need --launcher submitit")
         _check_local_device(device)
         return None
     if settings.cluster not in CLUSTERS:
@@ -139,7 +139,7 @@ class SweepJob:
 def executor_for(cluster: str, settings: SubmititSettings, folder: Path, device: str):
     """A submitit executor with the settings applied (Slurm-only keys are ignored elsewhere)."""
     submitit = import_submitit()
-    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)  # logs: folder/<job>_<task>_log.{out,err}
     gpus = settings.gpus_per_job if settings.gpus_per_job is not None else (1 if str(device).startswith("cuda") else 0)
     parameters = dict(name="pagbench-sweep", timeout_min=settings.time_minutes, cpus_per_task=settings.cpus_per_job,
                       tasks_per_node=1, nodes=1, slurm_array_parallelism=settings.max_parallel)

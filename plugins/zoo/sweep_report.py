@@ -1,8 +1,9 @@
 """Sweep reports: from result files of one regime at several strengths to the paper's figure,
 a markdown table and a regime label per strength.
 
-Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands).
-Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
+Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands and
+the table's seed intervals: mean [min, max] over training seeds beside the mean over-images
+standard error, :func:`pagbench.board.seed_interval`). Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
 (:mod:`pagbench_plugins.zoo.regime_labels`), applied to the seed means.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pagbench.board import interval_text, seed_interval
 from pagbench.errors import PagbenchError
 
 METRICS = (
@@ -26,13 +28,14 @@ METRICS = (
 
 @dataclass
 class SweepRow:
-    """One strength: per-metric mean over seeds, and min/max over seeds."""
+    """One strength: per-metric mean over seeds, min/max over seeds and the mean over-images standard error."""
 
     strength: float
     seeds: list[int] = field(default_factory=list)
     mean: dict[str, float | None] = field(default_factory=dict)
     low: dict[str, float | None] = field(default_factory=dict)
     high: dict[str, float | None] = field(default_factory=dict)
+    stderr: dict[str, float | None] = field(default_factory=dict)  #: mean over seeds of the over-images standard error
     models: list[str] = field(default_factory=list)
     cosine_se: float = 0.0
     label: str = ""
@@ -64,10 +67,8 @@ def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, l
     for strength in sorted(grouped):
         row = SweepRow(strength=strength)
         for name in METRICS:
-            values = [r["metrics"][name]["value"] for r in grouped[strength] if name in r["metrics"] and r["metrics"][name]["value"] is not None]
-            row.mean[name] = sum(values) / len(values) if values else None
-            row.low[name] = min(values) if values else None
-            row.high[name] = max(values) if values else None
+            interval = seed_interval([r["metrics"].get(name) for r in grouped[strength]])
+            row.mean[name], row.low[name], row.high[name], row.stderr[name] = interval.mean, interval.low, interval.high, interval.stderr
         errors = [r["metrics"]["score_cosine"]["stderr"] or 0.0 for r in grouped[strength] if "score_cosine" in r["metrics"]]
         row.cosine_se = sum(errors) / len(errors) if errors else 0.0
         row.seeds = sorted(r["config"]["model_card"].get("seed") or 0 for r in grouped[strength])
@@ -117,7 +118,37 @@ def render_markdown(dataset: str, regime: str, rows: list[SweepRow]) -> str:
             f"{_cell(row.mean['manifold_robustness_on'])} | {_cell(row.mean['manifold_robustness_off'])} | "
             f"{_cell(row.mean['manifold_robustness_off_on_ratio'])} | {row.label} |"
         )
-    return f"### {regime} on {dataset}\n\n" + header + "\n".join(lines) + "\n"
+    return f"### {regime} on {dataset}\n\n" + header + "\n".join(lines) + "\n" + render_seed_intervals(rows)
+
+
+#: The seed-interval table's columns: (header, metric).
+INTERVAL_COLUMNS = (("accuracy", "accuracy"), ("score_cosine", "score_cosine"), ("lpips_alignment", "lpips_alignment"),
+                    ("on_manifold_fraction", "on_manifold_fraction"), ("off/on", "manifold_robustness_off_on_ratio"))
+
+
+def render_seed_intervals(rows: list[SweepRow]) -> str:
+    """The across-seeds table (strengths trained with several seeds only; "" when none was):
+    mean [min, max] over the training seeds ± the mean over-images standard error."""
+    several = [row for row in rows if len(set(row.seeds)) > 1]
+    if not several:
+        return ""
+    lines = ["", "Across training seeds: mean [min, max] over the seeds ± the mean over-images standard error.", "",
+             "| strength | seeds | " + " | ".join(header for header, _ in INTERVAL_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(INTERVAL_COLUMNS)]
+    for row in several:
+        strength = "0 (standard)" if row.strength == 0 else f"{row.strength:g}"
+        cells = [strength, ",".join(map(str, row.seeds))]
+        for _, name in INTERVAL_COLUMNS:
+            cells.append(_interval(row, name))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval(row: SweepRow, name: str) -> str:
+    from pagbench.board import SeedInterval
+
+    return interval_text(SeedInterval(row.mean.get(name), row.low.get(name), row.high.get(name), row.stderr.get(name),
+                                      len(row.seeds) if row.mean.get(name) is not None else 0))
 
 
 def plot(dataset: str, regime: str, rows: list[SweepRow], path: str | Path, headline_epsilon: float | None = None) -> Path:

@@ -158,8 +158,9 @@ def learning_rate(recipe: TrainingRecipe, step: int, steps_per_epoch: int) -> fl
 
 
 def augment(images, recipe: TrainingRecipe, generator):
-    """Random crop (pad 4, reflect) and horizontal flip, per example, as in the paper, as one
-    batched gather on the images' device. images (B, C, H, W) float in [0,1].
+    """Random crop (pad 4, reflect) and horizontal flip, per example, as in the paper, as two
+    batched gathers (rows, then flipped or unflipped columns) on the images' device.
+    images (B, C, H, W) float in [0,1].
 
     The crop offsets (B rows, B columns in 0..8) and flips (B uniforms < 0.5) are drawn from the
     CPU ``generator`` in that order, so the result is the same on every device and bit-identical
@@ -169,7 +170,7 @@ def augment(images, recipe: TrainingRecipe, generator):
 
     if recipe.augment == "none":
         return images
-    batch, _, height, width = images.shape
+    batch, channels, height, width = images.shape
     padded = functional.pad(images, (4, 4, 4, 4), mode="reflect")
     rows = torch.randint(0, 9, (batch,), generator=generator)
     cols = torch.randint(0, 9, (batch,), generator=generator)
@@ -177,12 +178,10 @@ def augment(images, recipe: TrainingRecipe, generator):
     offsets = torch.arange(width)
     row_index = rows[:, None] + torch.arange(height)  # (B, H) rows of the padded image
     col_index = cols[:, None] + torch.where(flips[:, None], width - 1 - offsets, offsets)  # (B, W), flipped where drawn
-    device = images.device
-    row_index = row_index.to(device, non_blocking=True)
-    col_index = col_index.to(device, non_blocking=True)
-    examples = torch.arange(batch, device=device)
-    crops = padded[examples[:, None, None], :, row_index[:, :, None], col_index[:, None, :]]  # (B, H, W, C)
-    return crops.permute(0, 3, 1, 2).contiguous()
+    row_index = row_index.to(images.device, non_blocking=True).view(batch, 1, height, 1)
+    col_index = col_index.to(images.device, non_blocking=True).view(batch, 1, 1, width)
+    cropped_rows = torch.gather(padded, 2, row_index.expand(batch, channels, height, width + 8))
+    return torch.gather(cropped_rows, 3, col_index.expand(batch, channels, height, width))
 
 
 class _ResidentSplit:
