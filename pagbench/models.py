@@ -26,6 +26,9 @@ class LoadedModel:
     module: "torch.nn.Module"
     card: ModelCard
     plugin: str
+    #: :func:`pagbench.sanity.training_layers` of the module as its factory returned it, before
+    #: pagbench's ``eval()`` (None: not taken; the runner then takes it from ``module``)
+    handed_over: dict | None = None
 
 
 def normalize_module(mean, std, clamp: bool = False):
@@ -178,7 +181,10 @@ def load_model(name: str, dataset, device: str = "cpu", options: dict | None = N
         card = entry.card if isinstance(entry, ModelEntry) else entry.card(name)
     if card_overrides:
         card = dataclasses.replace(card, **card_overrides)
-    return LoadedModel(name, prepare_for_evaluation(module, resolve_device(device)), card, registry.owner(name))
+    from .sanity import training_layers
+
+    handed_over = training_layers(module)  # what the module would do as built, before eval()
+    return LoadedModel(name, prepare_for_evaluation(module, resolve_device(device)), card, registry.owner(name), handed_over)
 
 
 def build_architecture(name: str, dataset, options: dict | None = None):

@@ -142,6 +142,12 @@ def _check_attribution(value):
     registry.attributions().get(value)  # unknown: one line with the closest names
 
 
+def _check_sanity_thresholds(value):
+    from .sanity import resolve_thresholds
+
+    resolve_thresholds(value)
+
+
 def _attribution_options_from(params: dict) -> dict:
     return key_values(params.get("attribution_option"), "--attribution-option")
 
@@ -253,6 +259,11 @@ class EvaluationOptions:
         None, Flag("--attribution-option", name="attribution_option", multiple=True,
                    help="KEY=VALUE for the attribution method (e.g. samples=20, noise=0.1, steps=32, baseline=blur)."),
         collect=_attribution_options_from, coerce=_dict_option, default_factory=dict)
+    sanity_thresholds: dict = option(
+        None, Flag("--sanity-threshold", name="sanity_threshold", multiple=True,
+                   help="NAME=VALUE: a sanity flag's threshold (e.g. vanishing_gradient=0.05)."),
+        collect=lambda params: key_values(params.get("sanity_threshold"), "--sanity-threshold"),
+        coerce=_dict_option, check=_check_sanity_thresholds, default_factory=dict)
     score: str = option("auto", Flag("--score", type="choice", choices=SCORES, show_default=True, help=_score_help()),
                         check=_one_of("score", SCORES))
     sigma: float | None = option(None, Flag("--sigma", type="float",

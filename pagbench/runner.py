@@ -78,6 +78,7 @@ class EvaluationSetup(SharedSetup):
 
     model: Any = None
     prepare_seconds: float = 0.0  # loading the model (and, for the first model, the shared setup)
+    training_layers: dict | None = None  # pagbench.sanity.training_layers() of the model before eval()
 
 
 def shared_key(options: EvaluationOptions) -> tuple:
@@ -184,13 +185,16 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
         raise PagbenchError("internal: a shared setup was reused for another configuration")
     dataset, device = shared.dataset, shared.device
     loaded = model if model is not None else load_model(options.model, dataset, options.device, options.model_options)
+    from .sanity import training_layers
+
+    handed_over = loaded.handed_over if loaded.handed_over is not None else training_layers(loaded.module)
     loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device, split=options.split)
     if options.dtype != "float32":  # models are float32 by contract: float32 leaves them as they are
         loaded.module = _in_dtype(loaded.module, shared.dtype, options.dtype, dataset, device, options.split)
     common = {f.name: getattr(shared, f.name) for f in fields(SharedSetup)}
     common.update(options=options, unavailable=dict(shared.unavailable))
-    return EvaluationSetup(**common, model=loaded, prepare_seconds=time.perf_counter() - started)
+    return EvaluationSetup(**common, model=loaded, prepare_seconds=time.perf_counter() - started, training_layers=handed_over)
 
 
 def _in_dtype(module, dtype, name: str, dataset, device, split: str):
@@ -397,11 +401,15 @@ def evaluate(
     indices_all = list(range(options.num_images))
 
     from .progress import progress_bar
+    from .sanity import check_batch
 
+    sanity_record = None
     with progress_bar(f"evaluating {setup.model.name}", total=options.num_images, enabled=progress) as advance:
         for context in iter_batches(setup, indices_all, cache=cache, timing=timing, degenerate=degenerate,
                                     needs_score=needs_score, needs_tangent=needs_tangent, needs_mask=needs_mask):
             tick = time.perf_counter()
+            if sanity_record is None:  # AutoAttack-style flags, on the first batch (a few extra passes)
+                sanity_record = check_batch(setup, context)
             for metric in setup.metrics:
                 metric_tick = time.perf_counter()
                 output = metric.compute(context)
@@ -460,21 +468,10 @@ def evaluate(
     timing["images_per_second"] = options.num_images / timing["total_seconds"]
     from .results import build_result
 
-    result = build_result(setup, metrics_out, curves_out, settings, degenerate, timing, messages)
-    _record_run_settings(result["config"], setup)
+    result = build_result(setup, metrics_out, curves_out, settings, degenerate, timing, messages, sanity=sanity_record)
     if per_image:
         result["per_image"] = {"index": indices_all, **{k: v.tolist() for k, v in per_image_tensors.items()}}
     return result
-
-
-def _record_run_settings(config: dict, setup: EvaluationSetup) -> None:
-    """The resolved attribution settings and the precision, in the result's configuration."""
-    options = setup.options
-    config["dtype"] = options.dtype
-    config["precision"] = (f"{options.dtype} model and inputs in the gradient pass; float64 class weights, "
-                           f"attributions and metrics")
-    config["attribution"] = setup.attribution.name if setup.attribution is not None else options.attribution
-    config["attribution_settings"] = dict(setup.attribution.settings) if setup.attribution is not None else {}
 
 
 def evaluate_many(all_options, *, models=None, cache: GeometryCache | None = None, progress: bool = True, per_image: bool = False):

@@ -151,7 +151,15 @@ def _train_forward_differs(module, images, reference) -> bool:
             child.training = modes.get(name, False)
     if not isinstance(output, torch.Tensor) or output.shape != reference.shape:
         return True
-    return not torch.allclose(output.double(), reference.double(), rtol=1e-4, atol=1e-6 * float(reference.abs().max() or 1.0))
+    return not torch.allclose(output.double(), reference.double(), rtol=1e-4, atol=1e-6 * _finite_scale(reference), equal_nan=True)
+
+
+def _finite_scale(values) -> float:
+    """The largest finite |value| (1 when there is none): a scale that NaN or inf outputs cannot spoil."""
+    import torch
+
+    finite = values[torch.isfinite(values)]
+    return float(finite.abs().max()) if finite.numel() and float(finite.abs().max()) > 0 else 1.0
 
 
 # --------------------------------------------------------------------------------- checks
@@ -193,8 +201,9 @@ def check_model(module, images, labels, gradient: str = "logprob", *, logits=Non
         if again is None or again.shape != rows.shape:
             change = math.inf
         else:
-            scale = float(rows.abs().max()) or 1.0
-            difference = (again - rows).abs()
+            scale = _finite_scale(rows)
+            same = (torch.isnan(again) & torch.isnan(rows)) | (torch.isinf(rows) & (again == rows))  # NaN/inf in both
+            difference = torch.where(same, torch.zeros_like(rows), (again - rows).abs())
             change = float(torch.nan_to_num(difference, nan=math.inf).max()) / scale if difference.numel() else 0.0
         flags["stochastic_forward"] = record("stochastic_forward", change if math.isfinite(change) else 1e300, thresholds,
                                              "two identical forward passes differ" if change > 0 else "identical outputs")

@@ -96,6 +96,20 @@ def test_a_clean_model_raises_no_flag(batch):
     assert flags["sparse_gradient"]["value"] == 0.0 and flags["train_mode_layers"]["value"] == 0
 
 
+def test_a_deterministic_model_with_nan_outputs_is_not_called_stochastic(batch):
+    class HalfNan(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = linear()
+
+        def forward(self, x):
+            logits = self.body(x)
+            return torch.where(torch.arange(len(x))[:, None] % 2 == 0, torch.full_like(logits, float("nan")), logits)
+
+    flags = sanity.check_model(HalfNan().eval(), *batch)
+    assert flags["stochastic_forward"]["value"] == 0.0 and not flags["stochastic_forward"]["raised"]
+
+
 def test_softmax_outputs_raise_probability_outputs(batch):
     model = nn.Sequential(linear(), nn.Softmax(dim=1)).eval()
     flags = sanity.check_model(model, *batch)
