@@ -429,7 +429,27 @@ def render_card(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
         gallery = f"[png](../../{gallery_path(entry)})" if (root / gallery_path(entry)).is_file() else "-"
         lines.append(f"| [{entry.stem}](../../{ENTRIES}/{dataset}/{entry.path.name}) | {entry.config['num_images']} | "
                      f"{_escape(describe_configuration(_configuration(entry)))} | {accuracy} | {cosine_text} | {gallery} |")
+    lines += _sigma_curve_lines(entries)
     return "\n".join(lines) + "\n"
+
+
+def _sigma_curve_lines(entries: list[Entry]) -> list[str]:
+    """Alignment across the score's σ, for entries evaluated with ``--sigmas`` (a metric whose
+    ``metric_settings`` name ``sigmas`` and whose curve runs over them); [] when none was."""
+    lines = []
+    for entry in entries:
+        settings = entry.result.get("metric_settings") or {}
+        for name, curve in sorted((entry.result.get("curves") or {}).items()):
+            sigmas = (settings.get(name) or {}).get("sigmas")
+            if not sigmas or curve.get("x") != sigmas:
+                continue
+            if not lines:
+                lines += ["", "## Alignment across the score's σ", "", "σ in [0,1] pixel units; mean ± standard error over images.", ""]
+            lines += [f"`{_escape(entry.stem)}`, {name}:", "", "| σ | " + " | ".join(f"{sigma:g}" for sigma in sigmas) + " |",
+                      "|---|" + "---:|" * len(sigmas),
+                      "| mean ± se | " + " | ".join("n/a" if mean is None else f"{mean:.3f} ± {float(se or 0.0):.3f}"
+                                                  for mean, se in zip(curve["mean"], curve["stderr"])) + " |", ""]
+    return lines
 
 
 def render_all(root: str | Path = DEFAULT_ROOT, entries: list[Entry] | None = None) -> dict[str, str]:

@@ -117,3 +117,43 @@ def test_non_positive_sigma_for_a_learned_score_is_one_line_exit_2(strict_provid
                                             "--num-images", "20", "--metric", "score_cosine", "--output", str(output), "--no-progress"])
     assert good.exit_code == 0, good.output
     assert json.loads(output.read_text())["curves"]["score_cosine"]["x"] == [0.05, 0.1, 0.2]  # headline 0.1 added
+
+
+def test_a_sweep_report_shows_the_sigma_curves(tmp_path):
+    """Sweep results made with --sigmas get a σ table (seed means) and a third figure panel."""
+    from pagbench_plugins.zoo.sweep_report import collect, plot, render_markdown
+
+    def result(strength, seed, curve):
+        return {
+            "config": {"dataset": "synthetic", "model": f"m-{strength}-{seed}",
+                       "model_card": {"regime": "noise", "strength": strength, "seed": seed}},
+            "metrics": {"accuracy": {"value": 0.8, "stderr": 0.01, "n": 10},
+                        "score_cosine": {"value": curve[0], "stderr": 0.01, "n": 10}},
+            "curves": {"score_cosine": {"x": [0.0, 0.1], "mean": curve, "stderr": [0.0, 0.0], "n": [10, 10]}},
+            "metric_settings": {"score_cosine": {"sigmas": [0.0, 0.1], "headline_sigma": 0.0}},
+        }
+
+    results = [result(0.0, 0, [0.2, 0.3]), result(0.3, 0, [0.5, 0.6]), result(0.3, 1, [0.7, 0.8])]
+    dataset, regime, rows = collect(results)
+    assert rows[1].sigma_curves["score_cosine"] == ([0.0, 0.1], [pytest.approx(0.6), pytest.approx(0.7)])
+    table = render_markdown(dataset, regime, rows)
+    assert "score_cosine across the score's σ" in table
+    assert "| 0 (standard) | 0.200 | 0.300 |" in table and "| 0.3 | 0.600 | 0.700 |" in table
+    figure = plot(dataset, regime, rows, tmp_path / "sweep.png")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    without = [dict(r, curves={}, metric_settings={}) for r in results]
+    assert "across the score's σ" not in render_markdown(*collect(without))
+
+
+def test_the_board_card_shows_the_sigma_curve(tmp_path):
+    from pagbench.board import render_all
+    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.results import write_result
+
+    result = pagbench.evaluate("bayes", num_images=20, sigmas=(0.0, 0.2), metrics=("accuracy", "score_cosine"))
+    write_result(result, tmp_path / "r.json")
+    add_results([tmp_path / "r.json"], tmp_path / "lb")
+    files = render_all(tmp_path / "lb", load_entries(tmp_path / "lb"))
+    (card,) = [text for path, text in files.items() if path.startswith("cards/")]
+    assert "## Alignment across the score's σ" in card and "| σ | 0 | 0.2 |" in card
+    assert "| mean ± se | 1.000 ± 0.000 |" in card

@@ -39,6 +39,8 @@ class SweepRow:
     models: list[str] = field(default_factory=list)
     cosine_se: float = 0.0
     label: str = ""
+    #: metric → (σ grid, mean over seeds of the per-σ means), for runs made with ``--sigmas``
+    sigma_curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
 
 
 def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, list[SweepRow]]:
@@ -73,9 +75,49 @@ def collect(results: list[dict], regime: str | None = None) -> tuple[str, str, l
         row.cosine_se = sum(errors) / len(errors) if errors else 0.0
         row.seeds = sorted(r["config"]["model_card"].get("seed") or 0 for r in grouped[strength])
         row.models = sorted(r["config"]["model"] for r in grouped[strength])
+        row.sigma_curves = _sigma_curves(grouped[strength])
         rows.append(row)
     label_regimes(rows)
     return datasets.pop(), regime, rows
+
+
+#: Metrics whose curves run over the score's σ (``--sigmas``): their ``metric_settings`` say ``sigmas``.
+SIGMA_METRICS = ("score_cosine", "lpips_alignment")
+
+
+def _sigma_curves(results: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per metric, the σ curve averaged over the seeds' results (only when every seed has the same grid)."""
+    curves = {}
+    for name in SIGMA_METRICS:
+        found = [r["curves"][name] for r in results
+                 if name in (r.get("curves") or {}) and (r.get("metric_settings") or {}).get(name, {}).get("sigmas")]
+        if not found or len(found) != len(results) or any(curve["x"] != found[0]["x"] for curve in found):
+            continue
+        means = []
+        for column in zip(*(curve["mean"] for curve in found)):
+            values = [value for value in column if value is not None]
+            means.append(sum(values) / len(values) if values else None)
+        curves[name] = (list(found[0]["x"]), means)
+    return curves
+
+
+def render_sigma_curves(rows: list[SweepRow]) -> str:
+    """Tables of alignment across the score's σ (one per metric that has σ curves; "" when none)."""
+    parts = []
+    for name in SIGMA_METRICS:
+        with_curve = [row for row in rows if name in row.sigma_curves]
+        if not with_curve:
+            continue
+        grid = with_curve[0].sigma_curves[name][0]
+        lines = ["", f"{name} across the score's σ ([0,1] pixel units; mean over seeds):", "",
+                 "| strength | " + " | ".join(f"σ = {sigma:g}" for sigma in grid) + " |", "|---|" + "---|" * len(grid)]
+        for row in with_curve:
+            sigmas, means = row.sigma_curves[name]
+            strength = "0 (standard)" if row.strength == 0 else f"{row.strength:g}"
+            cells = [_cell(mean) for mean in means] if sigmas == grid else ["(another grid)"] * len(grid)
+            lines.append(f"| {strength} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
 
 
 def label_regimes(rows: list[SweepRow]) -> None:
@@ -118,7 +160,7 @@ def render_markdown(dataset: str, regime: str, rows: list[SweepRow]) -> str:
             f"{_cell(row.mean['manifold_robustness_on'])} | {_cell(row.mean['manifold_robustness_off'])} | "
             f"{_cell(row.mean['manifold_robustness_off_on_ratio'])} | {row.label} |"
         )
-    return f"### {regime} on {dataset}\n\n" + header + "\n".join(lines) + "\n" + render_seed_intervals(rows)
+    return f"### {regime} on {dataset}\n\n" + header + "\n".join(lines) + "\n" + render_seed_intervals(rows) + render_sigma_curves(rows)
 
 
 #: The seed-interval table's columns: (header, metric).
@@ -168,7 +210,14 @@ def plot(dataset: str, regime: str, rows: list[SweepRow], path: str | Path, head
         raise PagbenchError("a sweep figure needs at least one positive strength")
     left = min(positive) / 3.0
     xs = [row.strength if row.strength > 0 else left for row in rows]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True)
+    with_sigma = [row for row in rows if "score_cosine" in row.sigma_curves]
+    if with_sigma:  # a third panel: score cosine across the score's σ, one line per strength
+        figure = plt.figure(figsize=(6.5, 9.5))
+        top = figure.add_subplot(3, 1, 1)
+        bottom = figure.add_subplot(3, 1, 2, sharex=top)
+        sigma_axis = figure.add_subplot(3, 1, 3)
+    else:
+        figure, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True)
 
     def series(axis, name, label, colour, style="-"):
         points = [(x, row.mean[name], row.low[name], row.high[name]) for x, row in zip(xs, rows) if row.mean.get(name) is not None]
@@ -197,6 +246,17 @@ def plot(dataset: str, regime: str, rows: list[SweepRow], path: str | Path, head
             if row.label == "Bayes-aligned":
                 axis.axvspan(x / 1.25, x * 1.25, color="gold", alpha=0.15, linewidth=0)
         axis.axvline(left * 1.7, color="grey", linewidth=0.5)
+    if with_sigma:
+        colours = plt.get_cmap("viridis")
+        for index, row in enumerate(with_sigma):
+            sigmas, means = row.sigma_curves["score_cosine"]
+            points = [(sigma, mean) for sigma, mean in zip(sigmas, means) if mean is not None]
+            if points:
+                label = "standard" if row.strength == 0 else f"{row.strength:g}"
+                sigma_axis.plot(*zip(*points), marker="o", color=colours(index / max(len(with_sigma) - 1, 1)), label=label)
+        sigma_axis.set_xlabel("σ of the score ([0,1] pixel units)")
+        sigma_axis.set_ylabel("score cosine")
+        sigma_axis.legend(title=f"{regime} strength", fontsize="small", loc="best")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
