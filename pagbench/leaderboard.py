@@ -516,12 +516,15 @@ def options_from_config(config: dict, trust_checkpoint: bool = False, trust_pick
     """
     from dataclasses import fields
 
-    from .options import EvaluationOptions, declared_metric_options, metric_options_from_config
+    from .options import DTYPES, EvaluationOptions, declared_metric_options, metric_options_from_config
     from .trust import grant
 
     names = {item.name for item in fields(EvaluationOptions)}
     values = {name: config[name] for name in names if name in config}
     values["metric_options"] = metric_options_from_config(config)
+    if values.get("dtype") not in DTYPES:  # results made before --dtype described the precision in words
+        described = str(values.get("dtype") or "")
+        values["dtype"] = "float32" if described in ("", "float32 model, float64 gradient weights and metrics") else described
     for name in ("metrics", *(n for n, o in declared_metric_options().items() if o.type == "floats")):
         if values.get(name) is not None:
             values[name] = tuple(values[name])

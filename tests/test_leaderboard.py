@@ -431,3 +431,14 @@ def test_attribution_and_precision_join_the_key_only_when_not_the_defaults(resul
         other = copy.deepcopy(result)
         other["config"].update(changes)
         assert entry_id(entry_key(other)) != plain, changes
+
+
+def test_a_committed_entry_made_by_an_older_pagbench_still_verifies():
+    """Committed entries predate --dtype (their config.dtype is a description): verify reads them."""
+    from pagbench.leaderboard import load_entry, verify_entry
+
+    path = ROOT / "leaderboard" / "entries" / "synthetic" / "bayes--42ce4d5d182f.json"
+    entry = load_entry(path)
+    assert entry.config["dtype"] == "float32 model, float64 gradient weights and metrics"
+    report = verify_entry(entry, num_images=60)
+    assert report.reproduces and report.compared, report
