@@ -148,3 +148,14 @@ def test_torchrun_trains_data_parallel_on_cpu(tmp_path):
     records = list((tmp_path / "models").glob("*/recipe.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["world_size"] == 2
     assert completed.stdout.count("trained resnet18-synthetic-standard-0") == 1
+
+
+def test_sweep_passes_a_sigma_grid_to_its_jobs_and_refuses_a_bad_one_before_training(tmp_path):
+    jobs = tmp_path / "jobs.txt"
+    result = CliRunner().invoke(build_cli(), ["sweep", "--regime", "noise", "--strengths", "0.1", "--sigmas", "0,0.1,0.3",
+                                              "--output-dir", str(tmp_path / "out"), "--emit-jobs", str(jobs)])
+    assert result.exit_code == 0, result.output
+    assert all("--sigmas 0,0.1,0.3" in line for line in jobs.read_text().splitlines() if line.strip())
+    bad = CliRunner().invoke(build_cli(), ["sweep", "--regime", "noise", "--strengths", "0.1", "--sigmas", "nan",
+                                           "--output-dir", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "sigma" in bad.output.lower() and not (tmp_path / "bad").exists()

@@ -81,6 +81,7 @@ def add_commands(cli: click.Group) -> None:
     @click.option("--batch-size", type=int, default=100, show_default=True, help="Evaluation batch size.")
     @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs.")
     @click.option("--epsilons", default=None, help="ε grid for the robustness curves (a,b,c or lo:hi:n).")
+    @click.option("--sigmas", default=None, help="σ grid of the score for alignment curves (a,b,c or lo:hi:n; see evaluate --sigmas).")
     @click.option("--device", default="cpu", show_default=True)
     @click.option("--data-root", default=None, type=click.Path())
     @click.option("--output-dir", default=None, type=click.Path(), help="Default: results/sweep-<dataset>-<regime>.")
@@ -98,7 +99,7 @@ def add_commands(cli: click.Group) -> None:
     @click.option("--no-progress", is_flag=True)
     @training_switches
     def sweep_command(dataset, regime, strengths, grid, preset, seeds, seed_offset, num_images, batch_size, epochs, epsilons,
-                      device, data_root, output_dir, emit_jobs, launcher, cluster, max_parallel, gpus_per_job, cpus_per_job,
+                      sigmas, device, data_root, output_dir, emit_jobs, launcher, cluster, max_parallel, gpus_per_job, cpus_per_job,
                       time_minutes, partition, wait, no_report, no_progress, device_data, channels_last, amp, compile_model,
                       deterministic):
         """Sweep a regime's strength: train or reuse, evaluate, plot the three regimes."""
@@ -132,6 +133,7 @@ def add_commands(cli: click.Group) -> None:
         if emit_jobs:
             extra = ["--num-images", str(num_images), "--device", device] + (["--epochs", str(epochs)] if epochs else [])
             extra += ["--epsilons", epsilons] if epsilons else []
+            extra += ["--sigmas", sigmas] if sigmas else []
             extra += ["--data-root", data_root] if data_root else []
             extra += _switch_arguments(device_data, channels_last, amp, compile_model, deterministic)
             write_jobs(Path(emit_jobs), job_commands(dataset, regime, chosen, seeds, preset, output, extra))
@@ -142,6 +144,11 @@ def add_commands(cli: click.Group) -> None:
         slurm_given = any(value is not None for value in (cluster, max_parallel, gpus_per_job, cpus_per_job, time_minutes, partition, wait))
         resolved = check_launcher(launcher, settings, device, slurm_given)
         evaluation = dict(num_images=num_images, batch_size=batch_size, robustness_epsilons=parse_floats(epsilons, "--epsilons"))
+        if sigmas:
+            evaluation["sigmas"] = parse_floats(sigmas, "--sigmas")
+        from pagbench.options import EvaluationOptions
+
+        EvaluationOptions(model="-", dataset=dataset, **evaluation).validate()  # bad grids fail before any training
         seed_range = range(seed_offset, seed_offset + seeds)
         if launcher == "submitit":
             jobs = [SweepJob(dataset=dataset, regime=regime, strength=strength, seed=seed, preset=preset, output_dir=str(output),
