@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Generic, Iterator, TypeVar
 
-from .errors import PagbenchError, UnknownNameError
+from .errors import UnknownNameError
 from .plugins import get_plugin_manager, record_failure
 
 E = TypeVar("E")

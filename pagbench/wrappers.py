@@ -236,6 +236,27 @@ def accepts_size(network: nn.Module, image_shape, in_channels: int | None = None
         network.train(training)
 
 
+def input_size_option(options: dict):
+    """The ``--model-option input_size`` of a model family: (H, W) for ``N`` or ``HxW``,
+    ``"native"`` (feed the dataset's size) for ``native``/``none``, None when not given; anything
+    else is a one-line :class:`~pagbench.errors.PagbenchError`."""
+    from .errors import PagbenchError
+
+    value = options.get("input_size")
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in ("native", "none"):
+        return "native"
+    try:
+        parts = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts, default=0) <= 0:
+        raise PagbenchError(f"--model-option input_size: expected N, HxW or native, got {value!r}")
+    return (parts[0], parts[-1])
+
+
 def option_value(value):
     """A ``--model-option`` value for a library's constructor: ``true``/``false`` → bool,
     ``none`` → None, ``32`` → int, ``0.1`` → float, ``32x48`` or ``32,48`` → a tuple of ints

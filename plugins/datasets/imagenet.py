@@ -24,7 +24,7 @@ import torch
 from pagbench.data import Batch, Dataset, ImageSplit
 from pagbench.errors import PagbenchError
 
-from .files import corrupt_error, default_root, find_directory, missing_error
+from .files import corrupt_error, default_root, missing_error
 from .splits import Uint8Split
 
 TRAIN_FILES = tuple(f"train_data_batch_{index}.npz" for index in range(1, 11))

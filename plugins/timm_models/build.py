@@ -58,7 +58,7 @@ from pagbench.checkpoints import fit_checkpoint, read_checkpoint, unwrap
 from pagbench.entries import ModelCard
 from pagbench.errors import PagbenchError
 from pagbench.models import BuiltModel, describe_options, option_flag
-from pagbench.wrappers import ImageClassifier, accepts_size, option_value
+from pagbench.wrappers import ImageClassifier, accepts_size, input_size_option as _input_size, option_value
 
 from . import PREFIX
 
@@ -151,23 +151,6 @@ def _skeleton(model_name: str, kwargs: dict, num_classes: int):
         raise
     except Exception:
         return create(model_name, kwargs, pretrained=False, num_classes=num_classes)
-
-
-def _input_size(options: dict, config: dict | None = None):
-    """The ``input_size`` option: (H, W), "native", or None when not given."""
-    value = options.get("input_size")
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if text in ("native", "none"):
-        return "native"
-    try:
-        parts = [int(part) for part in text.replace("x", ",").split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) <= 0:
-        raise PagbenchError(f"--model-option input_size: expected N, HxW or native, got {value!r}")
-    return (parts[0], parts[-1])
 
 
 def _transform(options: dict):
@@ -409,8 +392,6 @@ def _from_file(model_name: str, config: dict, dataset, options: dict, kwargs: di
     through its pretrained-config override (so timm's checkpoint filter for the model applies),
     then checked tensor by tensor against the file (see the module doc); returns (network, its
     class count, provenance, source)."""
-    import timm
-
     checkpoint = read_checkpoint(options["weights"], trust=option_flag(options, "trust_checkpoint"))
     source = f"weights file {checkpoint.path}"
     content, wrapper_keys = unwrap(checkpoint, options.get("checkpoint_key"))

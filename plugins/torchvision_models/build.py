@@ -53,7 +53,7 @@ from pagbench.checkpoints import FitReport, fit_checkpoint, read_checkpoint, unw
 from pagbench.entries import ModelCard
 from pagbench.errors import PagbenchError
 from pagbench.models import BuiltModel, describe_options, option_flag
-from pagbench.wrappers import ImageClassifier, accepts_size, option_value
+from pagbench.wrappers import ImageClassifier, accepts_size, input_size_option as _input_size, option_value
 
 from . import PREFIX
 
@@ -162,22 +162,6 @@ def _seeded_build(model_name: str, kwargs: dict, num_classes: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return build(model_name, kwargs, weights=None, num_classes=num_classes)
-
-
-def _input_size(options: dict):
-    value = options.get("input_size")
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if text in ("native", "none"):
-        return "native"
-    try:
-        parts = [int(part) for part in text.replace("x", ",").split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) <= 0:
-        raise PagbenchError(f"--model-option input_size: expected N, HxW or native, got {value!r}")
-    return (parts[0], parts[-1])
 
 
 def _transform(options: dict):
