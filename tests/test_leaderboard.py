@@ -433,12 +433,21 @@ def test_attribution_and_precision_join_the_key_only_when_not_the_defaults(resul
         assert entry_id(entry_key(other)) != plain, changes
 
 
-def test_a_committed_entry_made_by_an_older_pagbench_still_verifies():
-    """Committed entries predate --dtype (their config.dtype is a description): verify reads them."""
-    from pagbench.leaderboard import load_entry, verify_entry
+def test_a_committed_entry_made_by_an_older_pagbench_still_verifies(tmp_path):
+    """Entries made before --dtype (their config.dtype was a description) still verify."""
+    import shutil
 
-    path = ROOT / "leaderboard" / "entries" / "synthetic" / "bayes--42ce4d5d182f.json"
-    entry = load_entry(path)
-    assert entry.config["dtype"] == "float32 model, float64 gradient weights and metrics"
-    report = verify_entry(entry, num_images=60)
+    from pagbench.leaderboard import load_entry, reseal_entries, verify_entry
+
+    source = ROOT / "leaderboard" / "entries" / "synthetic" / "bayes--42ce4d5d182f.json"
+    path = tmp_path / "entries" / "synthetic" / source.name
+    path.parent.mkdir(parents=True)
+    shutil.copy(source, path)
+    old = json.loads(path.read_text())
+    old["config"]["dtype"] = "float32 model, float64 gradient weights and metrics"
+    for name in ("attribution", "attribution_options", "attribution_settings", "sanity_thresholds", "sigmas", "precision"):
+        old["config"].pop(name, None)
+    path.write_text(json.dumps(old, indent=2))
+    reseal_entries([path])
+    report = verify_entry(load_entry(path), num_images=60)
     assert report.reproduces and report.compared, report
