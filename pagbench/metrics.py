@@ -62,7 +62,9 @@ class BoardColumn:
     ``unavailable_as`` is the metric name whose ``unavailable`` reason a footnote gives when the
     value is missing (default: the metric's name). ``with_stderr`` appends "± se". Columns are
     ordered by ``position`` (then header); a column appears in a dataset's table when ``always``
-    or when at least one of its rows reports the output or a reason for it.
+    or when at least one of its rows reports the output or a reason for it. ``rank`` (1 first)
+    makes the column a sort key of the board, best value first (the leaderboard ranks by the
+    rank-1 output, ties broken by the next), and puts it on every model card's entry table.
     """
 
     header: str
@@ -71,6 +73,7 @@ class BoardColumn:
     with_stderr: bool = False
     position: int = 100
     always: bool = False
+    rank: int | None = None
 
 
 @dataclass

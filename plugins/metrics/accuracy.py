@@ -11,7 +11,7 @@ from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
 
 class Accuracy(Metric):
     name = "accuracy"
-    board_columns = (BoardColumn("accuracy", "accuracy", position=10, always=True),)
+    board_columns = (BoardColumn("accuracy", "accuracy", position=10, always=True, rank=2),)
     higher_is_better = True
     description = "Top-1 accuracy on the evaluated images."
 

@@ -22,7 +22,7 @@ def cosine(first, second):
 
 class ScoreCosine(Metric):
     name = "score_cosine"
-    board_columns = (BoardColumn("score_cosine ± se", "score_cosine", with_stderr=True, position=20, always=True),)
+    board_columns = (BoardColumn("score_cosine ± se", "score_cosine", with_stderr=True, position=20, always=True, rank=1),)
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "Cosine similarity between the input gradient and the paired score (1 = aligned)."
