@@ -440,6 +440,14 @@ def render_card(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     for name in ("architecture", "dataset", "regime", "strength", "source", "licence", "description"):
         value = card.get(name)
         lines.append(f"| {name} | {_escape('-' if value is None or value == '' else value)} |")
+    # what a model zoo records about the model (e.g. RobustBench's clean and robust accuracy),
+    # shown beside the PAG metrics: any flat record of numbers and text under provenance
+    for source, record in sorted((card.get("provenance") or {}).items()):
+        if isinstance(record, dict) and any(isinstance(record.get(f), (int, float)) for f in ("clean_accuracy", "robust_accuracy")):
+            for name in ("paper", "threat_model", "eps", "clean_accuracy", "robust_accuracy", "autoattack_accuracy", "link"):
+                if record.get(name) not in (None, ""):
+                    value = _short(record[name]) if isinstance(record[name], float) else record[name]
+                    lines.append(f"| {_escape(source)} {name} | {_escape(value)} |")
     ranked = sorted(ranked_columns(), key=lambda item: (item[0].position, item[0].header))  # as on the board
     lines += ["", "## Entries", "", "| entry | images | configuration | " + " | ".join(c.header for c, _ in ranked) + " | gallery |",
               "|---|---:|---|" + "---|" * len(ranked) + "---|"]

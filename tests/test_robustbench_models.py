@@ -448,3 +448,20 @@ def test_failed_model_info_download_is_a_warning(tmp_path, monkeypatch, reply):
         info, found = modelinfo.find(_spec("cifar10/Linf/Made"), {}, tmp_path)
     assert info is None and found["info_source"].startswith("none:")
     assert not (tmp_path / "model_info" / "cifar10" / "Linf").exists() or not list((tmp_path / "model_info" / "cifar10" / "Linf").iterdir())
+
+
+def test_the_board_card_shows_what_robustbench_records_beside_the_pag_metrics(tmp_path):
+    """The leaderboard's model card lists the clean and robust accuracy the card carries."""
+    import pagbench
+    from pagbench.board import render_all
+    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.results import write_result
+
+    result = pagbench.evaluate("bayes", num_images=20, metrics=("accuracy", "score_cosine"))
+    result["config"]["model_card"]["provenance"] = {"robustbench": {
+        "paper": "A made-up paper", "threat_model": "Linf", "eps": 8 / 255, "clean_accuracy": 0.9, "robust_accuracy": 0.5}}
+    write_result(result, tmp_path / "r.json")
+    add_results([tmp_path / "r.json"], tmp_path / "lb")
+    (card,) = [text for path, text in render_all(tmp_path / "lb", load_entries(tmp_path / "lb")).items() if path.startswith("cards/")]
+    assert "| robustbench clean_accuracy | 0.9 |" in card and "| robustbench robust_accuracy | 0.5 |" in card
+    assert "| robustbench threat_model | Linf |" in card and "score_cosine ± se" in card
