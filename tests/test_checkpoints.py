@@ -19,6 +19,8 @@ from pagbench.cli import build_cli
 from pagbench.errors import PagbenchError
 from pagbench.models import build_architecture, load_model
 
+from .malicious import Malicious
+
 ZOO = "resnet18-synthetic-standard-0"  # a small CIFAR-style ResNet18, never trained here
 
 
@@ -211,25 +213,11 @@ def test_class_count_mismatch_is_refused_unless_the_head_is_replaced(tmp_path, d
     assert torch.equal(again.module.head.weight, loaded.module.head.weight)  # seeded: reproducible
 
 
-def _plant(marker):
-    """What a malicious pickle would run: it must never run without --trust-checkpoint."""
-    open(marker, "w").close()
-    return {}
-
-
-class _Malicious:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_plant, (self.marker,))
-
-
 def test_pickled_code_never_runs_without_trust(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Malicious(str(marker))}, path)
-    with pytest.raises(PagbenchError, match="pickled Python objects .*_plant.*--trust-checkpoint"):
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Malicious(str(marker))}, path)
+    with pytest.raises(PagbenchError, match="pickled Python objects .*plant.*--trust-checkpoint"):
         read_checkpoint(path)
     assert not marker.exists()
 

@@ -26,6 +26,8 @@ from click.testing import CliRunner
 from pagbench import ModelCard, ModelEntry, hookimpl
 from pagbench.errors import PagbenchError
 
+from .malicious import Malicious
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,26 +71,12 @@ def write_json(path: Path, document) -> Path:
 
 
 # ------------------------------------------------------------------- 1. trust only from the CLI
-def _plant(marker):
-    """What a malicious pickle runs when loaded: it must never run without a typed flag."""
-    open(marker, "w").close()
-    return {}
-
-
-class _Malicious:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_plant, (self.marker,))
-
-
 def _evil_files(tmp_path):
     marker = tmp_path / "pwned"
     checkpoint = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Malicious(str(marker))}, checkpoint)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Malicious(str(marker))}, checkpoint)
     network = tmp_path / "evil.pkl"
-    network.write_bytes(pickle.dumps({"ema": _Malicious(str(marker))}, protocol=4))
+    network.write_bytes(pickle.dumps({"ema": Malicious(str(marker))}, protocol=4))
     return marker, checkpoint, network
 
 

@@ -15,6 +15,8 @@ from pagbench.errors import PagbenchError
 from pagbench.gradients import input_gradients
 from pagbench.models import load_model
 
+from .agreement import logits_and_gradient, max_relative_difference, trained_like
+
 timm = pytest.importorskip("timm")
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # resnet18's data config
@@ -199,10 +201,6 @@ def test_cli_timm_end_to_end(weights, tmp_path):
 # "max relative difference" = max |pagbench − timm| / max |timm| over the batch, for logits and
 # for the input gradient of the summed log-probability of the labels.
 
-def max_relative_difference(ours, theirs) -> float:
-    return float((ours.double() - theirs.double()).abs().max() / theirs.double().abs().max())
-
-
 def fake_dataset(size, classes=10, channels=3, name="fake"):
     """What load_model needs of a dataset: name, class count, image shape."""
     import types
@@ -210,31 +208,11 @@ def fake_dataset(size, classes=10, channels=3, name="fake"):
     return types.SimpleNamespace(name=f"{name}{size}", num_classes=classes, image_shape=(channels, size, size))
 
 
-def logits_and_gradient(forward, images, labels):
-    images = images.clone().requires_grad_(True)
-    logits = forward(images)
-    torch.log_softmax(logits, 1).gather(1, labels[:, None]).sum().backward()
-    return logits.detach(), images.grad
-
-
-def _trained_like(model, seed):
-    """Non-default weights and BatchNorm statistics, so agreement is not an accident of init."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                if name.endswith("running_var"):
-                    tensor.uniform_(0.5, 2.0, generator=generator)
-                else:
-                    tensor.add_(0.02 * torch.randn(tensor.shape, generator=generator))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def vit32(tmp_path_factory):
     """A vit_tiny_patch16_224 trained (here: perturbed) at img_size=32: pos_embed is 1x5x192."""
     torch.manual_seed(3)
-    model = _trained_like(timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=10), 3)
+    model = trained_like(timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=10), 3)
     path = tmp_path_factory.mktemp("vit") / "vit32.pth"
     torch.save({"model": model.state_dict()}, path)
     return model, path

@@ -15,6 +15,8 @@ import torch
 from pagbench.errors import PagbenchError
 from pagbench.models import load_model
 
+from .agreement import logits_and_gradient, max_relative_difference, trained_like
+
 torchvision = pytest.importorskip("torchvision")
 
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -24,32 +26,9 @@ def fake_dataset(size, classes=10, channels=3):
     return types.SimpleNamespace(name=f"fake{size}", num_classes=classes, image_shape=(channels, size, size))
 
 
-def max_relative_difference(ours, theirs) -> float:
-    return float((ours.double() - theirs.double()).abs().max() / theirs.double().abs().max())
-
-
-def logits_and_gradient(forward, images, labels):
-    images = images.clone().requires_grad_(True)
-    logits = forward(images)
-    torch.log_softmax(logits, 1).gather(1, labels[:, None]).sum().backward()
-    return logits.detach(), images.grad
-
-
-def _trained_like(model, seed):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                if name.endswith("running_var"):
-                    tensor.uniform_(0.5, 2.0, generator=generator)
-                else:
-                    tensor.add_(0.02 * torch.randn(tensor.shape, generator=generator))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def resnet10():
-    return _trained_like(torchvision.models.resnet18(num_classes=10), 1)
+    return trained_like(torchvision.models.resnet18(num_classes=10), 1)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +48,7 @@ def hub_cache(tmp_path, monkeypatch):
     path = cache_file(weights)
     assert str(path).startswith(str(tmp_path / "torch" / "hub" / "checkpoints"))
     path.parent.mkdir(parents=True)
-    source = _trained_like(torchvision.models.resnet18(), 2)
+    source = trained_like(torchvision.models.resnet18(), 2)
     torch.save(source.state_dict(), path)
     return weights, path
 
