@@ -18,6 +18,20 @@ from typing import Callable
 from .fingerprint import fingerprint
 from .paths import cache_dir, write_atomic
 
+_UNWRITABLE: set[str] = set()  # cache folders already reported unwritable in this process
+
+
+def _warn_unwritable(directory: Path, error: Exception) -> None:
+    """Warn once per cache folder that cached scores/tangent bases cannot be stored there."""
+    import warnings
+
+    folder = str(directory)
+    if folder in _UNWRITABLE:
+        return
+    _UNWRITABLE.add(folder)
+    warnings.warn(f"cannot write the geometry cache in {folder} ({type(error).__name__}: {error}); scores and tangent "
+                  f"bases are recomputed on every run: make it writable or set PAGBENCH_CACHE_DIR", stacklevel=3)
+
 
 class GeometryCache:
     """Memory + disk cache. ``hits``/``misses`` count lookups, for tests and benchmarks."""
@@ -93,8 +107,8 @@ class GeometryCache:
         sealed = seal(buffer.getvalue())  # SHA-256 inside the file: one atomic write, checked on read
         try:
             write_atomic(path, lambda stream: stream.write(sealed))
-        except Exception:
-            pass  # an unwritable cache only costs recomputation
+        except Exception as error:  # an unwritable cache costs recomputation on every run: say so, once per folder
+            _warn_unwritable(self.directory, error)
         return value
 
     def clear_memory(self) -> None:

@@ -129,9 +129,10 @@ def training_layers(module) -> dict:
     return {"layers": layers, "any_training": any(child.training for child in module.modules())}
 
 
-def _train_forward_differs(module, images, reference) -> bool:
+def _train_forward_differs(module, images, reference) -> bool | str:
     """Whether ``module`` in train mode gives other outputs than ``reference`` (eval mode) on
-    ``images``; its buffers (BatchNorm running statistics) and modes are restored afterwards."""
+    ``images``; its buffers (BatchNorm running statistics) and modes are restored afterwards.
+    When the train-mode forward raises, the one-line reason (a str): the check could not be made."""
     import torch
 
     modes = {name: child.training for name, child in module.named_modules()}
@@ -140,8 +141,9 @@ def _train_forward_differs(module, images, reference) -> bool:
         module.train()
         with torch.no_grad():
             output = module(images)
-    except Exception:
-        return False
+    except Exception as error:
+        text = str(error).splitlines()[0] if str(error) else ""
+        return f"its train-mode forward raised {type(error).__name__}: {text}"[:300]
     finally:
         with torch.no_grad():
             for name, buffer in module.named_buffers():
@@ -213,9 +215,11 @@ def check_model(module, images, labels, gradient: str = "logprob", *, logits=Non
         still = [name or "(model)" for name, child in module.named_modules() if child.training and _mode_dependent(child)]
         named = sorted(set(handed_over.get("layers", [])) | set(still))
         differs = bool(handed_over.get("any_training") or still) and _train_forward_differs(module, images, rows)
-        value = (len(named) or 1) if differs else 0
+        value = (len(named) or 1) if differs is True else 0
         detail = None
-        if differs:
+        if isinstance(differs, str):  # not checked: the value is unknown, not 0
+            value, detail = None, f"layers in train mode ({', '.join(named[:5]) or 'a module'}) not compared: {differs}"
+        elif differs:
             shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
             detail = (f"in train mode: {shown}" if named else "a module was in train mode") + "; its forward differs between train and eval"
             if still:

@@ -181,3 +181,14 @@ def test_memory_cache_is_bounded_and_evicts_least_recently_used():
     assert calls == ["a", "b", "c", "d"]  # "a" was a hit; "d" evicted "b", the least recently used
     cache.get_or_compute("b", lambda: calls.append("b") or torch.zeros(100, dtype=torch.float64))
     assert calls[-1] == "b" and cache.hits == 1
+
+
+def test_an_unwritable_geometry_cache_is_a_warning_naming_the_folder_once(tmp_path):
+    blocker = tmp_path / "geometry"
+    blocker.write_text("a file where the cache folder should be")
+    cache = GeometryCache(directory=blocker, memory_bytes=0)
+    with pytest.warns(UserWarning, match=f"cannot write the geometry cache in {blocker}.*recomputed on every run") as caught:
+        first = cache.get_or_compute("a", lambda: torch.ones(4, dtype=torch.float64))
+        cache.get_or_compute("b", lambda: torch.ones(4, dtype=torch.float64))
+    assert torch.equal(first, torch.ones(4, dtype=torch.float64))  # the value is still returned
+    assert sum("geometry cache" in str(item.message) for item in caught) == 1

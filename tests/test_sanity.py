@@ -210,3 +210,26 @@ def test_check_batch_on_the_runner_s_first_batch_and_the_result_records_it():
     result["sanity"] = sanity.sanity_record(checked, result["degenerate"], 10)
     assert list(result["sanity"]["flags"]) == list(sanity.FLAG_NAMES)
     assert follows_schema(json.loads(json.dumps(result))) is None
+
+
+class TrainModeFails(nn.Module):
+    """Handed over in train mode; its train-mode forward raises (as BatchNorm does on one image)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = linear()
+        self.norm = nn.BatchNorm1d(10)
+
+    def forward(self, x):
+        if self.training:
+            raise ValueError("Expected more than 1 value per channel when training")
+        return self.norm(self.body(x))
+
+
+def test_a_train_mode_forward_that_raises_is_reported_unchecked_not_zero(batch):
+    model = TrainModeFails()
+    handed_over = sanity.training_layers(model)
+    flags = sanity.check_model(model.eval(), *batch, handed_over=handed_over)
+    entry = flags["train_mode_layers"]
+    assert entry["value"] is None and not entry["raised"]
+    assert "not compared: its train-mode forward raised ValueError: Expected more than 1 value" in entry["detail"]
