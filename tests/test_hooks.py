@@ -6,6 +6,7 @@ its entry point would register it, then used end to end.
 
 import inspect
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,9 +154,32 @@ def test_hook_register_commands(example):
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-def test_every_hook_is_documented_in_contributing(hook):
+def test_every_hook_is_documented_with_each_of_its_arguments(hook):
+    function = getattr(hookspecs, hook)
+    doc = inspect.getdoc(function) or ""
+    assert len(doc) > 80, f"{hook} has no real docstring: it is the hook's reference"
+    for argument in inspect.signature(function).parameters:
+        assert re.search(rf"`{argument}\b|\b{argument}\(|``{argument}``", doc), f"{hook}'s docstring never names its argument {argument!r}"
     text = (ROOT / "CONTRIBUTING.md").read_text()
     assert re.search(rf"^### `{hook}\(", text, re.MULTILINE), f"CONTRIBUTING.md has no '### `{hook}(...)`' section"
+
+
+def test_the_hook_reference_is_generated_from_the_docstrings():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "hook_reference.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_hook_reference_check_fails_when_a_docstring_changes(monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import hook_reference
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    current = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    assert hook_reference.contributing_text(current) == current
+    monkeypatch.setattr(hookspecs.register_trainers, "__doc__", "Register trainers: `register(...)` (changed).")
+    assert hook_reference.contributing_text(current) != current
+    assert "Register trainers: `register(...)` (changed)." in hook_reference.page_text()
 
 
 @pytest.mark.parametrize("hook", HOOKS)
