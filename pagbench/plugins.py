@@ -85,6 +85,14 @@ def overrides() -> set[str]:
     return {part.strip() for part in os.environ.get("PAGBENCH_PLUGIN_OVERRIDES", "").split(",") if part.strip()}
 
 
+def bundled_plugin_names() -> list[str]:
+    """The entry-point names of the plugins shipped in pagbench's own distribution (the built-ins),
+    sorted; read from the installed metadata, so pyproject.toml is their only list."""
+    names = {entry_point.name for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)
+             if entry_point.dist is not None and entry_point.dist.name == BUILTIN_DISTRIBUTION}
+    return sorted(names)
+
+
 def is_builtin(name: str) -> bool:
     """Whether plugin ``name`` is one of pagbench's built-in plugins."""
     return name in _builtins

@@ -19,8 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
-#: The built-in plugins (the entry-point names in pyproject.toml), as tests/conftest.py loads them.
-BUILTINS = "metrics,attributions,regimes,synthetic,zoo,timm,checkpoint,datasets,learned,diffusion,torchvision,robustbench,robustness"
 
 
 def _cell(text: str, code: bool = False) -> str:
@@ -101,7 +99,9 @@ def reference(group) -> str:
 
 def build_group():
     """``pagbench.cli.build_cli()`` under the built-in plugin set."""
-    os.environ.setdefault("PAGBENCH_LOAD_PLUGINS", BUILTINS)
+    from pagbench.plugins import bundled_plugin_names  # the built-ins, as tests/conftest.py loads them
+
+    os.environ.setdefault("PAGBENCH_LOAD_PLUGINS", ",".join(bundled_plugin_names()))
     from pagbench.cli import build_cli
 
     return build_cli()

@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-BUILTINS = "metrics,attributions,regimes,synthetic,zoo,timm,checkpoint,datasets,learned,diffusion,torchvision,robustbench,robustness"
+from pagbench.plugins import bundled_plugin_names  # noqa: E402 (light: pluggy and importlib.metadata)
+
+BUILTINS = ",".join(bundled_plugin_names())  # the entry points of pyproject.toml, as installed
 os.environ["PAGBENCH_LOAD_PLUGINS"] = BUILTINS  # keep installed third-party plugins out
 os.environ["PAGBENCH_OFFLINE"] = "1"
 os.environ.pop("PAGBENCH_STRICT_PLUGINS", None)

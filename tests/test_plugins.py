@@ -112,3 +112,13 @@ def test_families_match_by_prefix_not_substring():
     assert registry.get("resnet18-synthetic-noise-0.1").prefix == "resnet18-"
     with pytest.raises(PagbenchError):
         registry.get("my-resnet18-synthetic-noise-0.1")
+
+
+def test_the_built_in_plugin_list_is_read_from_the_entry_points_of_pyproject():
+    import tomllib
+    from pathlib import Path
+
+    from pagbench.plugins import bundled_plugin_names
+
+    declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert bundled_plugin_names() == sorted(declared["project"]["entry-points"]["pagbench"])
