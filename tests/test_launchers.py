@@ -13,6 +13,7 @@ from pagbench.cli import build_cli
 
 submitit = pytest.importorskip("submitit")
 
+CAT, CP = shutil.which("cat"), shutil.which("cp")  # before a test narrows the PATH
 NOISE = ["sweep", "--regime", "noise", "--strengths", "0.3", "--no-progress"]
 
 
@@ -47,8 +48,10 @@ def test_cuda_without_cuda_is_one_line(tmp_path, launcher):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="Slurm is installed here")
-def test_slurm_without_slurm_is_one_line(tmp_path):
+def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no sbatch, squeue or sinfo, whatever this machine has
     result = invoke("--launcher", "submitit", "--cluster", "slurm", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 2 and "no sbatch on the PATH" in result.output
     assert not (tmp_path / "out").exists()
@@ -61,16 +64,24 @@ def test_submitit_missing_is_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+#: what the fake ``sinfo`` answers: a default CPU partition and a GPU partition with a 10-hour limit
+FAKE_NODES = ("cpu*|c1|8|32000|(null)|infinite|idle\ncpu*|c2|16|64000|(null)|infinite|mix\n"
+              "gpu|g1|8|128000|gpu:a100:2(S:0-1)|10:00:00|idle\n")
+
+
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):
-    """``sbatch`` and ``srun`` stand-ins on the PATH: sbatch records its script and answers a job id."""
+    """``sbatch``, ``srun`` and ``sinfo`` stand-ins on a PATH without the real Slurm tools: sbatch
+    records its script and answers a job id; sinfo answers :data:`FAKE_NODES`."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(f"#!/bin/sh\ncp \"$1\" {tmp_path}/sbatch-script.sh\necho 'Submitted batch job 4242'\n")
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\n{CP} \"$1\" {tmp_path}/sbatch-script.sh\necho 'Submitted batch job 4242'\n")
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    for tool in ("sbatch", "srun"):
+    (tmp_path / "nodes.txt").write_text(FAKE_NODES)
+    (bin_dir / "sinfo").write_text(f"#!/bin/sh\nexec {CAT} {tmp_path}/nodes.txt\n")
+    for tool in ("sbatch", "srun", "sinfo"):
         (bin_dir / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", str(bin_dir))
     return tmp_path / "sbatch-script.sh"
 
 
@@ -148,3 +159,96 @@ def test_a_slurm_sweep_is_one_array_with_the_cap_partition_and_requeue(tmp_path,
     assert not list(output.glob("*.json"))  # nothing ran here
     report = CliRunner().invoke(build_cli(), ["sweep-report", str(output)])
     assert report.exit_code == 2 and report.output.count("no result yet") == 4 and "4242_0_0_log.err" in report.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--partition", "gpu", "--cpus-per-job", "16"], "asks for 16 CPUs per job; partition gpu's largest node has 8 (--cpus-per-job)"),
+        (["--cpus-per-job", "17"], "asks for 17 CPUs per job; partition cpu's largest node has 16"),
+        (["--partition", "gpu", "--gpus-per-job", "4"], "asks for 4 GPUs per job; partition gpu's nodes have at most 2"),
+        (["--gpus-per-job", "1"], "asks for 1 GPU per job; partition cpu's nodes have none"),
+        (["--partition", "gpu", "--time", "601"], "asks for 601 minutes per job; partition gpu's time limit is 600 minutes"),
+        (["--partition", "gpuu"], "partition 'gpuu' does not exist on this cluster (did you mean gpu, cpu?); partitions: cpu, gpu"),
+    ],
+)
+def test_a_job_no_node_can_run_is_refused_before_submitting(tmp_path, fake_slurm, args, message):
+    output = tmp_path / "out"
+    result = invoke("--launcher", "submitit", "--cluster", "slurm", *args, "--output-dir", str(output))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not output.exists() and not fake_slurm.exists()  # nothing written, nothing submitted
+
+
+def test_the_default_cpus_fit_a_small_partition(tmp_path, fake_slurm):
+    (fake_slurm.parent / "nodes.txt").write_text("debug*|n1|2|2000|(null)|infinite|idle\n")
+    result = invoke("--launcher", "submitit", "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "2 CPUs per job (the default, 4, is more than partition debug's largest node has" in result.output
+    assert "#SBATCH --cpus-per-task=2" in fake_slurm.read_text()
+
+
+def test_slurm_times_and_gres_are_read():
+    from pagbench_plugins.zoo.launchers import gpu_count, hopeless, slurm_minutes
+
+    assert [slurm_minutes(text) for text in ("infinite", "30", "30:30", "2:00:00", "1-00:00:00", "2-12")] == [None, 30, 30.5, 120, 1440, 3600]
+    assert [gpu_count(text) for text in ("(null)", "gpu:2", "gpu:a100:4(S:0-1),gpu:v100:2", "gpu", "shard:8")] == [0, 2, 6, 1, 0]
+    assert hopeless("PartitionConfig") and hopeless("ReqNodeNotAvail, UnavailableNodes:")
+    assert not hopeless("Resources") and not hopeless("Priority") and not hopeless("ReqNodeNotAvail, UnavailableNodes:n1")
+
+
+def test_wait_shows_pending_reasons_and_stops_on_a_hopeless_one(tmp_path, fake_slurm):
+    bin_dir = fake_slurm.parent / "bin"
+    queue = fake_slurm.parent / "queue.txt"
+    queue.write_text("4242_0|PENDING|PartitionConfig\n4242_1|PENDING|PartitionConfig\n")
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\nexec {CAT} {queue}\n")
+    (bin_dir / "squeue").chmod(0o755)
+    result = invoke("--launcher", "submitit", "--wait", "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == ("Error: job 4242_0 can never start (pending, reason PartitionConfig); "
+                                                      "cancel the array with scancel 4242 and submit what the partition offers")
+
+
+def test_follow_slurm_reports_reasons_and_jobs_that_left_the_queue(tmp_path, fake_slurm):
+    from types import SimpleNamespace
+
+    from pagbench_plugins.zoo.launchers import follow_slurm
+
+    bin_dir = fake_slurm.parent / "bin"
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho '7_0|RUNNING|None'\necho '7_1|PENDING|Resources'\n")
+    (bin_dir / "squeue").chmod(0o755)
+    done = tmp_path / "7_0_result.pkl"
+    handles = [SimpleNamespace(job_id=f"7_{index}", paths=SimpleNamespace(result_pickle=tmp_path / f"7_{index}_result.pkl"))
+               for index in range(3)]  # 7_2 is not in the queue and has no result: it ended without one
+    lines = []
+
+    def echo(line):
+        lines.append(line)
+        if len(lines) == 1:  # the next poll: 7_0 has finished, 7_1 left the queue
+            done.write_bytes(b"x")
+            (bin_dir / "squeue").write_text("#!/bin/sh\nexit 0\n")
+
+    assert follow_slurm(handles, poll_seconds=0, echo=echo) == {"7_1", "7_2"}
+    assert lines == ["jobs: 1 finished, 1 running, 1 pending (1 Resources)", "jobs: 3 finished, 0 running, 0 pending"]
+
+
+def test_submitits_sacct_warnings_are_one_line(capsys):
+    import logging
+
+    from pagbench_plugins.zoo.launchers import quiet_accounting_warnings
+
+    logger = logging.getLogger("submitit")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        with quiet_accounting_warnings():
+            for call in (1, 2, 3):
+                logger.warning(f"Call #{call} - Bypassing sacct error Command '['sacct']' returned non-zero exit status 1., status may be inaccurate.")
+            logger.warning("Requeued job 7 (3 remaining timeouts)")
+        logger.warning("Call #4 - Bypassing sacct error")  # outside the wait: untouched
+    finally:
+        logger.removeHandler(handler)
+    assert [record.getMessage() for record in records] == ["Requeued job 7 (3 remaining timeouts)", "Call #4 - Bypassing sacct error"]
+    assert capsys.readouterr().err.count("Slurm accounting is not available here") == 1
