@@ -355,7 +355,7 @@ def _parameter(command: click.Command, name: str) -> click.Parameter:
     return next(param for param in command.params if param.name == name)
 
 
-def apply_plugin_defaults() -> None:
+def apply_plugin_defaults(group: click.Group) -> None:
     """Defaults that name built-ins come from plugins: ``--dataset`` is the dataset marked
     ``default=True``, ``demo --model`` its ``demo_models``. Without them (no dataset marked, or
     several) the options stay unset and the error comes when a command runs."""
@@ -365,31 +365,46 @@ def apply_plugin_defaults() -> None:
         dataset = default_dataset()
     except PagbenchError:
         dataset = None
-    for command in (evaluate_command, demo_command, gallery_command):
-        _parameter(command, "dataset").default = dataset
+    for name in ("evaluate", "demo", "gallery"):
+        _parameter(group.commands[name], "dataset").default = dataset
     try:
         models = demo_models(dataset) if dataset else None
     except PagbenchError:
         models = None
-    _parameter(demo_command, "models").default = models
+    _parameter(group.commands["demo"], "models").default = models
+
+
+def _copy_command(command: click.Command) -> click.Command:
+    """A copy of ``command`` (and of a group's sub-commands) whose parameters can be changed or
+    added to without touching the module-level original."""
+    import copy
+
+    copied = copy.copy(command)
+    copied.params = [copy.copy(param) for param in command.params]
+    if isinstance(command, click.Group):
+        copied.commands = {name: _copy_command(sub) for name, sub in command.commands.items()}
+    return copied
 
 
 def build_cli() -> click.Group:
-    """The root group with every plugin's commands added."""
+    """A new root group, with the metrics' options, the plugins' defaults and every plugin's
+    commands; the module-level commands are never changed, so each call reflects the plugins
+    loaded at that time."""
     from .plugins import get_plugin_manager, record_failure
 
     manager = get_plugin_manager()
+    group = _copy_command(cli)
     try:
-        add_metric_options([evaluate_command, demo_command])
+        add_metric_options([group.commands["evaluate"], group.commands["demo"]])
     except Exception as error:  # a metric declaring an option twice, differently: report, keep the CLI
         record_failure("metrics", None, error)
-    apply_plugin_defaults()
+    apply_plugin_defaults(group)
     for implementation in manager.hook.register_commands.get_hookimpls():
         try:
-            implementation.function(**{name: cli for name in implementation.argnames})
+            implementation.function(**{name: group for name in implementation.argnames})
         except Exception as error:
             record_failure(implementation.plugin_name, None, error)
-    return cli
+    return group
 
 
 def _raise_terminated(signum, frame):
