@@ -16,8 +16,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 import pluggy
@@ -27,12 +28,34 @@ from .errors import PagbenchError
 
 ENTRY_POINT_GROUP = "pagbench"
 
-_manager: pluggy.PluginManager | None = None
-_failures: list["PluginFailure"] = []
-_distributions: dict[str, tuple[str | None, str | None]] = {}
-_builtins: set[str] = set()
-_clashes: list["PluginClash"] = []
 BUILTIN_DISTRIBUTION = "pagbench"
+
+
+@dataclass
+class PluginState:
+    """What loading the plugins found in this process: the manager (built on first use), broken
+    plugins, each plugin's (distribution, version), the built-ins' names and registration clashes."""
+
+    manager: pluggy.PluginManager | None = None
+    failures: list = field(default_factory=list)
+    distributions: dict = field(default_factory=dict)
+    builtins: set = field(default_factory=set)
+    clashes: list = field(default_factory=list)
+
+
+_state = PluginState()
+
+
+@contextlib.contextmanager
+def fresh_plugin_state():
+    """Load the plugins anew inside the block (e.g. under patched entry points or environment
+    variables) and restore the process's plugin state afterwards; yields the new state."""
+    global _state
+    saved, _state = _state, PluginState()
+    try:
+        yield _state
+    finally:
+        _state = saved
 
 
 @dataclass(frozen=True)
@@ -95,17 +118,17 @@ def bundled_plugin_names() -> list[str]:
 
 def is_builtin(name: str) -> bool:
     """Whether plugin ``name`` is one of pagbench's built-in plugins."""
-    return name in _builtins
+    return name in _state.builtins
 
 
 def record_clash(clash: PluginClash) -> None:
-    if clash not in _clashes:
-        _clashes.append(clash)
+    if clash not in _state.clashes:
+        _state.clashes.append(clash)
 
 
 def plugin_clashes() -> list[PluginClash]:
     """Names registered twice, as found by the registries built so far in this process."""
-    return list(_clashes)
+    return list(_state.clashes)
 
 
 def _unknown_hooks(manager: pluggy.PluginManager, plugin) -> list[str]:
@@ -118,15 +141,14 @@ def record_failure(name: str, distribution: str | None, error: BaseException) ->
     if _strict():
         raise PagbenchError(f"plugin {name!r} failed: {message}") from error
     failure = PluginFailure(name, distribution, message)
-    if failure not in _failures:
-        _failures.append(failure)
+    if failure not in _state.failures:
+        _state.failures.append(failure)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, loading entry points on first use."""
-    global _manager
-    if _manager is not None:
-        return _manager
+    if _state.manager is not None:
+        return _state.manager
     manager = pluggy.PluginManager("pagbench")
     manager.add_hookspecs(hookspecs)
     wanted = _wanted()
@@ -153,19 +175,19 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 raise pluggy.PluginValidationError(
                     module, f"unknown hook(s) {', '.join(unknown)} (misspelt? the hooks are {known})")
             version = entry_point.dist.version if entry_point.dist else None
-            _distributions[entry_point.name] = (distribution, version)
+            _state.distributions[entry_point.name] = (distribution, version)
             if builtin(entry_point):
-                _builtins.add(entry_point.name)
+                _state.builtins.add(entry_point.name)
         except Exception as error:  # a broken plugin must not take the others down
             record_failure(entry_point.name, distribution, error)
     manager.check_pending()
-    _manager = manager
+    _state.manager = manager
     return manager
 
 
 def plugin_failures() -> list[PluginFailure]:
     get_plugin_manager()
-    return list(_failures)
+    return list(_state.failures)
 
 
 def plugin_infos() -> list[PluginInfo]:
@@ -175,7 +197,7 @@ def plugin_infos() -> list[PluginInfo]:
     for name, plugin in sorted(manager.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:
             continue
-        distribution, version = _distributions.get(name, (None, None))
+        distribution, version = _state.distributions.get(name, (None, None))
         hooks = tuple(sorted(caller.name for caller in manager.get_hookcallers(plugin) or ()))
         infos.append(PluginInfo(name, distribution, version, hooks))
     return infos

@@ -177,8 +177,6 @@ def fresh_plugins(monkeypatch, tmp_path):
 
     import pagbench.plugins as plugins_module
 
-    for name, value in (("_manager", None), ("_failures", []), ("_distributions", {}), ("_builtins", set()), ("_clashes", [])):
-        monkeypatch.setattr(plugins_module, name, value)
     monkeypatch.syspath_prepend(str(tmp_path))
     real = metadata.entry_points
 
@@ -191,7 +189,8 @@ def fresh_plugins(monkeypatch, tmp_path):
         # the third-party plugin comes first in entry-point order: built-ins must still win
         monkeypatch.setattr(plugins_module.metadata, "entry_points", lambda group=None: [extra] + list(real(group=group)))
 
-    return add
+    with plugins_module.fresh_plugin_state():
+        yield add
 
 
 THIRD_PARTY_BAYES = """
@@ -251,8 +250,7 @@ def test_a_plugin_with_a_misspelt_hook_is_reported_and_skipped(fresh_plugins, mo
     outcome = run_cli("plugins")
     assert outcome.exit_code == 0 and "misspelt" in outcome.output and "register_model" in outcome.output
     monkeypatch.setenv("PAGBENCH_STRICT_PLUGINS", "1")
-    monkeypatch.setattr(plugins_module, "_manager", None)
-    with pytest.raises(PagbenchError, match="plugin 'misspelt' failed"):
+    with plugins_module.fresh_plugin_state(), pytest.raises(PagbenchError, match="plugin 'misspelt' failed"):
         plugins_module.get_plugin_manager()
 
 

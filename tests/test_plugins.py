@@ -13,9 +13,6 @@ from pagbench.errors import PagbenchError
 @pytest.fixture
 def fresh_manager(monkeypatch):
     """A plugin manager rebuilt from (patched) entry points; the real one is restored after."""
-    monkeypatch.setattr(plugins_module, "_manager", None)
-    monkeypatch.setattr(plugins_module, "_failures", [])
-    monkeypatch.setattr(plugins_module, "_distributions", {})
     real = metadata.entry_points
 
     def with_extra(*extra):
@@ -29,7 +26,8 @@ def fresh_manager(monkeypatch):
 
         monkeypatch.setattr(plugins_module.metadata, "entry_points", entry_points)
 
-    return with_extra
+    with plugins_module.fresh_plugin_state():
+        yield with_extra
 
 
 def test_a_broken_plugin_is_reported_and_the_rest_keeps_working(fresh_manager, monkeypatch):
