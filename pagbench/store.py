@@ -12,12 +12,19 @@ Every file is written atomically; tensors files are checked on reading against t
 damaged file is a one-line :class:`~pagbench.integrity.DamagedFile`, never other weights. Plugins
 choose the identifiers (usually a readable prefix and :func:`pagbench.fingerprint.fingerprint` of
 the recipe) and what to do about damage (retrain, or tell the user).
+
+Processes that may train the same model at once (two sweeps, two Slurm arrays on one shared
+cache) take :func:`model_lock` around "train unless stored": the first trains, the others wait,
+then find it stored and reuse it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from .integrity import DamagedFile
@@ -34,6 +41,61 @@ def store_dir() -> Path:
 def model_dir(identifier: str) -> Path:
     """The folder of the stored model ``identifier``."""
     return store_dir() / identifier
+
+
+_held: dict[str, int] = {}  # identifier → depth of the locks this process holds on it
+_held_guard = threading.Lock()
+
+
+def lock_path(identifier: str) -> Path:
+    """``<cache dir>/models/<identifier>.lock``, the lock file of :func:`model_lock`."""
+    return store_dir() / f"{identifier}.lock"
+
+
+@contextmanager
+def model_lock(identifier: str, on_wait=None):
+    """Hold the exclusive lock of the stored model ``identifier`` (``fcntl.flock`` on
+    :func:`lock_path`; works across processes and machines on a local or NFSv4 file system).
+    Blocks while another process holds it, calling ``on_wait(path)`` once first. Re-entrant
+    within a process (a nested ``model_lock`` of the same identifier does not wait for itself)."""
+    import fcntl
+
+    from .errors import PagbenchError
+
+    with _held_guard:
+        nested = _held.get(identifier, 0) > 0
+        if nested:
+            _held[identifier] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[identifier] -= 1
+        return
+    path = lock_path(identifier)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise PagbenchError(f"cannot lock {path}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(path)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with _held_guard:
+            _held[identifier] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held.pop(identifier, None)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def save_tensors(path: Path, payload) -> None:

@@ -252,3 +252,50 @@ def test_submitits_sacct_warnings_are_one_line(capsys):
         logger.removeHandler(handler)
     assert [record.getMessage() for record in records] == ["Requeued job 7 (3 remaining timeouts)", "Call #4 - Bypassing sacct error"]
     assert capsys.readouterr().err.count("Slurm accounting is not available here") == 1
+
+
+def _poll_until(condition, processes, what, deadline_seconds=300):
+    """Wait for ``condition()`` while ``processes`` run, pausing on the processes themselves."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + deadline_seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        for process in processes:
+            try:
+                process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.mark.slow
+def test_two_processes_that_need_one_model_train_it_once(tmp_path, isolated_cache):
+    """The store's lock, without Slurm: two evaluations needing the same untrained model start
+    while this test holds its lock; once released, one trains it and the other reuses it."""
+    import os
+    import subprocess
+
+    from pagbench.store import model_lock
+    from pagbench_plugins.zoo.build import recipe_of
+
+    name, options = "resnet18-synthetic-standard-0", {"epochs": "1"}
+    recipe = recipe_of(name, options)
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "pagbench"), "evaluate", "--model", name, "--model-option", "epochs=1", "--num-images", "20",
+               "--metric", "accuracy"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    logs = [tmp_path / f"process{index}.err" for index in range(2)]
+    with model_lock(recipe.identifier):
+        processes = [subprocess.Popen([*command, "--output", str(tmp_path / f"result{index}.json")], env=environment,
+                                      stdout=subprocess.DEVNULL, stderr=log.open("w")) for index, log in enumerate(logs)]
+        _poll_until(lambda: all("is being trained by another process: waiting" in log.read_text() for log in logs), processes,
+                    "both processes to wait for the lock")
+    assert [process.wait(timeout=600) for process in processes] == [0, 0], [log.read_text()[-2000:] for log in logs]
+    trained = ["not in the model store: training it now" in log.read_text() for log in logs]
+    assert sorted(trained) == [False, True]  # one trained it, the other found it stored
+    results = [json.loads((tmp_path / f"result{index}.json").read_text()) for index in range(2)]
+    assert results[0]["metrics"]["accuracy"] == results[1]["metrics"]["accuracy"]
+    assert list(isolated_cache.glob("models/*.lock")) == [isolated_cache / "models" / f"{recipe.identifier}.lock"]

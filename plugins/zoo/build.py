@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import nullcontext
 
 from pagbench.errors import PagbenchError
 from .training import TrainingRecipe, is_trained, load_trained, train
@@ -26,31 +28,46 @@ def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress:
     from pagbench.registry import trainers
 
     regime = trainers().get(recipe.regime)
-    return train(
-        recipe,
-        lambda: architecture(recipe, dataset),
-        dataset,
-        regime.loss,
-        device=device,
-        progress=progress,
-        log=lambda message: print(message, file=sys.stderr),
-        options=options,
-    )
+    with store_lock(recipe):
+        return train(
+            recipe,
+            lambda: architecture(recipe, dataset),
+            dataset,
+            regime.loss,
+            device=device,
+            progress=progress,
+            log=lambda message: print(message, file=sys.stderr),
+            options=options,
+        )
+
+
+def store_lock(recipe: TrainingRecipe):
+    """The model store's lock of ``recipe`` (:func:`pagbench.store.model_lock`), saying on stderr
+    when it waits; under torchrun only rank 0 takes it (the other ranks follow rank 0)."""
+    from pagbench.store import model_lock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return nullcontext()
+    return model_lock(recipe.identifier, on_wait=lambda path: print(
+        f"{recipe.identifier} is being trained by another process: waiting for it (lock {path})", file=sys.stderr, flush=True))
 
 
 def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True, options=None):
-    """The stored model of ``recipe``, training it first if the store lacks it."""
-    if is_trained(recipe):
-        from pagbench.integrity import DamagedFile, warn_damaged
+    """The stored model of ``recipe``, training it first if the store lacks it. Training is
+    under the store's lock, so processes that need the same model at once train it once: the
+    others wait, then load it."""
+    from pagbench.integrity import DamagedFile, warn_damaged
 
-        try:
-            return load_trained(recipe, lambda: architecture(recipe, dataset), device)
-        except DamagedFile as error:  # reported once; the recipe determines the weights: retrain
-            warn_damaged(error, "retraining the model")
-            print(f"{error}; retraining {recipe.identifier}", file=sys.stderr)
-            return train_recipe(recipe, dataset, device, progress, options)
-    print(f"{recipe.identifier} is not in the model store: training it now", file=sys.stderr)
-    return train_recipe(recipe, dataset, device, progress, options)
+    with nullcontext() if is_trained(recipe) else store_lock(recipe):
+        if is_trained(recipe):
+            try:
+                return load_trained(recipe, lambda: architecture(recipe, dataset), device)
+            except DamagedFile as error:  # reported once; the recipe determines the weights: retrain
+                warn_damaged(error, "retraining the model")
+                print(f"{error}; retraining {recipe.identifier}", file=sys.stderr)
+                return train_recipe(recipe, dataset, device, progress, options)
+        print(f"{recipe.identifier} is not in the model store: training it now", file=sys.stderr)
+        return train_recipe(recipe, dataset, device, progress, options)
 
 
 #: Model options of zoo names (``--model-option KEY=VALUE``; what ``pagbench sweep`` passes):
