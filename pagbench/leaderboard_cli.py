@@ -89,8 +89,12 @@ def reseal_command(entries, root):
 def build_command(check, root):
     """Render <dir>/README.md (one table per dataset) and the model cards from the entries."""
     from .board import build
+    from .site import build_site
 
+    site = build_site(root, check=check)  # renders every page before writing any: a bad entry stops here
     report = build(root, check=check)
+    report.stale += site.stale
+    report.removed += site.removed
     summary = f"{report.entries} entries, {report.datasets} dataset(s)"
     if check:
         if report.clean:
