@@ -9,29 +9,43 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # dependencies are in the test extra): robustbench pins timm==1.0.9, robustness wants GPU tools.
 NODEPS_SPEC ?= robustbench==1.1.1 pyautoattack==0.2.0 robustness==1.2.1.post2 cox==0.2
 STAMP := $(VENV)/.pagbench-installed
+TEST_STAMP := $(VENV)/.pagbench-test-installed
+WANT = $(CURDIR) $$(cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 
-.PHONY: install demo test test-fast bench leaderboard clean
+.PHONY: install install-test demo test test-fast bench docs leaderboard clean
 
+# pagbench and what it needs to run (torch first, from TORCH_SPEC): what `make demo` uses
 install:
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
-	@want="$(CURDIR) $$(cat pyproject.toml Makefile | sha256sum | cut -c1-16)"; \
+	@want="$(WANT)"; \
 	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
 		$(PYTHON) -m pip install -q --upgrade pip && \
 		($(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install -q $(TORCH_SPEC)) && \
+		$(PYTHON) -m pip install -q -e . && echo "$$want" > $(STAMP); \
+	fi
+
+# plus the test stack and the libraries the tests compare against
+install-test: install
+	@want="$(WANT)"; \
+	if [ "$$(cat $(TEST_STAMP) 2>/dev/null)" != "$$want" ]; then \
 		$(PYTHON) -m pip install -q -e ".[test]" && \
-		$(PYTHON) -m pip install -q --no-deps $(NODEPS_SPEC) && echo "$$want" > $(STAMP); \
+		$(PYTHON) -m pip install -q --no-deps $(NODEPS_SPEC) && echo "$$want" > $(TEST_STAMP); \
 	fi
 
 demo: install
 	$(VENV)/bin/pagbench demo
 
-test: install
+test: install-test
 	$(PYTHON) -m pytest -q
 
-test-fast: install
+test-fast: install-test
 	$(PYTHON) -m pytest -q -m "not slow"
 
-bench: install
+# the reference site (docs/ + mkdocs.yml) into build/site; --strict fails on a broken link
+docs: install-test
+	$(VENV)/bin/mkdocs build --strict
+
+bench: install-test
 	$(PYTHON) benchmarks/evaluation_overhead.py
 	$(PYTHON) benchmarks/training_step_cost.py
 

@@ -1,13 +1,13 @@
-"""Regenerate README.md's CLI reference from the click commands (the docs cannot drift).
+"""Regenerate the CLI reference from the click commands (the docs cannot drift).
 
-Writes, between ``<!-- cli-reference:start -->`` and ``<!-- cli-reference:end -->`` in README.md,
-the table of every command (built-in plugins' commands included) and the options of
+Writes docs/reference/cli.md (and the block between ``<!-- cli-reference:start -->`` and
+``<!-- cli-reference:end -->`` in README.md, while README.md has one): the table of every command (built-in plugins' commands included) and the options of
 ``pagbench evaluate`` with their defaults and help, both read from ``pagbench.cli.build_cli()``.
 The built-in plugin set is loaded (``PAGBENCH_LOAD_PLUGINS``, as the tests do) so installed
 third-party plugins never leak into the README.
 
-    python scripts/cli_reference.py          # rewrite README.md
-    python scripts/cli_reference.py --check  # exit 1 when README.md is stale (tests/test_cli_reference.py)
+    python scripts/cli_reference.py          # rewrite what is stale
+    python scripts/cli_reference.py --check  # exit 1 when anything is stale (tests/test_cli_reference.py)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "reference" / "cli.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 
@@ -116,18 +117,33 @@ def updated(text: str, group) -> str:
     return f"{head}{START}\n{reference(group)}\n{END}{tail}"
 
 
+def page(group) -> str:
+    """docs/reference/cli.md: the whole CLI reference page."""
+    return ("# CLI reference\n\nGenerated from the click commands by `python scripts/cli_reference.py` (a test fails when "
+            "it is stale); `pagbench COMMAND --help` says the same.\n\n" + reference(group) + "\n")
+
+
+def targets(group) -> list[tuple[Path, str]]:
+    """(path, wanted text): the docs page, and README.md's block while README.md holds the markers."""
+    wanted = [(PAGE, page(group))]
+    text = README.read_text(encoding="utf-8")
+    if START in text:
+        wanted.append((README, updated(text, group)))
+    return wanted
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
-    text = README.read_text(encoding="utf-8")
-    new = updated(text, build_group())
+    stale = [(path, text) for path, text in targets(build_group())
+             if not path.is_file() or path.read_text(encoding="utf-8") != text]
     if check:
-        if new != text:
-            print("README.md's CLI reference is stale: run python scripts/cli_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        README.write_text(new, encoding="utf-8")
-        print("README.md: CLI reference updated")
+        for path, _ in stale:
+            print(f"{path.relative_to(ROOT)}'s CLI reference is stale: run python scripts/cli_reference.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"{path.relative_to(ROOT)}: CLI reference updated")
     return 0
 
 
