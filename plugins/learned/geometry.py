@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import torch
-from torch.func import jacfwd, jvp, vjp, vmap
+from torch.func import jvp, vjp, vmap
 
 from pagbench.manifold import orthonormalize
 
@@ -30,16 +30,6 @@ def decoder_jacobian(decode, latents: torch.Tensor, tangent_chunk: int | None = 
     directions = torch.eye(k, dtype=latents.dtype, device=latents.device).unsqueeze(1).expand(k, batch, k)
     columns = vmap(lambda tangent: jvp(decode, (latents,), (tangent,))[1], chunk_size=tangent_chunk)(directions)
     return columns.reshape(k, batch, -1).permute(1, 2, 0)
-
-
-def per_image_decoder_jacobian(decode, latents: torch.Tensor) -> torch.Tensor:
-    """The same Jacobian with ``vmap(jacfwd(·))`` over images, for decoders that are not
-    batch-independent."""
-
-    def single(latent):
-        return decode(latent[None]).reshape(-1)
-
-    return vmap(jacfwd(single))(latents)
 
 
 def decoder_tangent_basis(decode, latents: torch.Tensor, chunk: int = 4) -> torch.Tensor:
