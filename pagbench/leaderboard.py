@@ -229,6 +229,23 @@ class Entry:
         return None if record is None else float(record["value"])
 
 
+#: Model names on the board: a letter or digit first, then letters, digits and ``._:/+=@-``
+#: (zoo names, ``timm:NAME``, ``checkpoint:PATH``; ``_`` too), at most :data:`MAX_NAME_LENGTH` characters, no ``..``.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/+=@-]*$")
+MAX_NAME_LENGTH = 200
+MAX_DATASET_LENGTH = 64
+#: Configuration fields the board shows verbatim (in code spans): identifiers, as model names.
+IDENTIFIER_FIELDS = ("split", "score", "score_provider", "manifold_provider", "model_plugin", "dataset_fingerprint",
+                     "attribution")
+#: The largest magnitude a metric output may have unless its metric declares a range
+#: (:attr:`pagbench.metrics.Metric.value_ranges`).
+MAX_PLAUSIBLE = 1e12
+#: How far in the future a ``created`` time may lie (clock skew between machines).
+CLOCK_SKEW = datetime.timedelta(minutes=15)
+#: The longest file name most file systems take (bytes).
+MAX_FILE_NAME_BYTES = 255
+
+
 def _created(result: dict, source: str) -> datetime.datetime:
     text = result.get("created")
     try:
@@ -240,23 +257,129 @@ def _created(result: dict, source: str) -> datetime.datetime:
     return moment
 
 
-def check_leaderboard_result(result: dict, source: str) -> dict:
-    """Validate ``result`` as a result document and as leaderboard material; errors name ``source``."""
-    validate_result(result, source=source)
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def value_ranges() -> dict[str, tuple[float, float]]:
+    """Output name → (low, high) from every registered metric's ``value_ranges``."""
+    from . import registry
+
+    ranges = {}
+    for metric in registry.metrics():
+        ranges.update(getattr(metric, "value_ranges", None) or {})
+    return ranges
+
+
+def check_model_name(name, source: str) -> None:
+    """Refuse (one line naming ``source``) a model name that is not from :data:`MODEL_NAME`'s
+    character set, longer than :data:`MAX_NAME_LENGTH`, holds ``..``, or would make an entry file
+    name longer than the file system takes."""
+    if not isinstance(name, str) or not name:
+        raise PagbenchError(f"{source}: config.model is not a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise PagbenchError(f"{source}: model name is {len(name)} characters long (at most {MAX_NAME_LENGTH})")
+    if not MODEL_NAME.match(name) or ".." in name:
+        raise PagbenchError(f"{source}: model name {name[:60]!r} is not allowed on the leaderboard (letters, digits and "
+                            f"_.:/+=@- only, starting with a letter or digit, no '..')")
+    if len((safe_name(name) + "--" + "0" * 12 + ".json").encode()) > MAX_FILE_NAME_BYTES:
+        raise PagbenchError(f"{source}: model name {name[:60]!r}... makes an entry file name too long for the file system")
+
+
+def check_entry_fields(result: dict, source: str, now: datetime.datetime | None = None) -> None:
+    """The semantic checks an entry passes beyond the published schema (see
+    :func:`check_leaderboard_result`); ``now`` (UTC) defaults to the clock."""
+    from .schema import check_text
+
+    check_text(result, source)  # no control or bidi characters, bounded length, in every string and key
     config = result["config"]
-    for name in ("model", "dataset"):
-        if not isinstance(config.get(name), str) or not config[name]:
-            raise PagbenchError(f"{source}: config.{name} is not a non-empty string")
-    if not _SAFE_NAME.match(config["dataset"]):
-        raise PagbenchError(f"{source}: dataset name {config['dataset']!r} cannot be a folder name")
+    check_model_name(config.get("model"), source)
+    dataset = config.get("dataset")
+    if not isinstance(dataset, str) or not _SAFE_NAME.match(dataset) or len(dataset) > MAX_DATASET_LENGTH:
+        raise PagbenchError(f"{source}: dataset name {str(dataset)[:60]!r} cannot be a folder name "
+                            f"(letters, digits and ._- only, at most {MAX_DATASET_LENGTH} characters)")
+    for name in IDENTIFIER_FIELDS:
+        value = config.get(name)
+        if value is not None and (not isinstance(value, str) or not MODEL_NAME.match(value) or len(value) > MAX_NAME_LENGTH):
+            raise PagbenchError(f"{source}: config.{name} {str(value)[:60]!r} is not an identifier (letters, digits and _.:/+=@-)")
+    if not isinstance(result.get("pagbench_version"), str) or len(result["pagbench_version"]) > 64:
+        raise PagbenchError(f"{source}: pagbench_version is not a version string")
+    created = _created(result, source)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if created > now + CLOCK_SKEW:
+        raise PagbenchError(f"{source}: created {result['created']!r} lies in the future (this machine's clock says "
+                            f"{now.isoformat(timespec='seconds')})")
+    ranges = value_ranges()
+    for name, record in result["metrics"].items():
+        for part in ("value", "stderr"):
+            number = record.get(part)
+            if number is not None and not _finite(number):
+                raise PagbenchError(f"{source}: metrics.{name}.{part} is not a finite number")
+        if record.get("stderr") is not None and record["stderr"] < 0:
+            raise PagbenchError(f"{source}: metrics.{name}.stderr is negative ({record['stderr']!r})")
+        low, high = ranges.get(name, (-MAX_PLAUSIBLE, MAX_PLAUSIBLE))
+        low, high = max(float(low), -MAX_PLAUSIBLE), min(float(high), MAX_PLAUSIBLE)
+        # a standard error of values in [low, high] is at most their width
+        for part, (least, most) in (("value", (low, high)), ("stderr", (0.0, high - low))):
+            number = record.get(part)
+            if number is not None and not least <= number <= most:
+                raise PagbenchError(f"{source}: metrics.{name}.{part} = {number:.6g} is outside what {name} can take "
+                                    f"([{least:g}, {most:g}])")
+        for part in ("n", "excluded"):
+            count = record.get(part)
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+                raise PagbenchError(f"{source}: metrics.{name}.{part} is not a non-negative integer")
+    for name, curve in (result.get("curves") or {}).items():
+        for part in ("x", "mean", "stderr"):
+            if any(item is not None and (not _finite(item) or abs(item) > MAX_PLAUSIBLE) for item in curve.get(part, ())):
+                raise PagbenchError(f"{source}: curves.{name}.{part} holds a value that is not a plausible finite number")
+        if any(item is not None and item < 0 for item in curve.get("stderr", ())):
+            raise PagbenchError(f"{source}: curves.{name}.stderr holds a negative value")
+    for name in ("num_images", "seed", "batch_size"):
+        count = config.get(name)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or abs(count) > 2**63):
+            raise PagbenchError(f"{source}: config.{name} is not an integer")
     card = config.get("model_card")
-    if card is not None and not isinstance(card, dict):
-        raise PagbenchError(f"{source}: config.model_card is not an object")
-    _created(result, source)
+    if card is not None:
+        if not isinstance(card, dict):
+            raise PagbenchError(f"{source}: config.model_card is not an object")
+        strength = card.get("strength")
+        if strength is not None and (not _finite(strength) or strength < 0):
+            raise PagbenchError(f"{source}: config.model_card.strength {strength!r} is not a finite number >= 0")
+        seed = card.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise PagbenchError(f"{source}: config.model_card.seed {seed!r} is not an integer")
+        for name in ("architecture", "dataset", "regime", "source", "licence", "description"):
+            if card.get(name) is not None and not isinstance(card[name], str):
+                raise PagbenchError(f"{source}: config.model_card.{name} is not text")
+        if card.get("provenance") is not None and not isinstance(card["provenance"], dict):
+            raise PagbenchError(f"{source}: config.model_card.provenance is not an object")
+    sigmas = [(name, (settings or {}).get("sigmas")) for name, settings in (result.get("metric_settings") or {}).items()
+              if isinstance(settings, dict)]
+    for name, grid in sigmas:
+        if grid is not None and (not isinstance(grid, list) or not all(_finite(item) for item in grid)):
+            raise PagbenchError(f"{source}: metric_settings.{name}.sigmas is not a list of finite numbers")
+
+
+def check_leaderboard_result(result: dict, source: str) -> dict:
+    """Validate ``result`` as a result document and as leaderboard material; errors name ``source``.
+
+    Every stored entry passed this before it was written (``leaderboard add``) and passes it again
+    whenever it is read (``build``, ``verify``, ``gallery``). Beyond the published schema
+    (:func:`pagbench.schema.validate_result`): finite numbers in the range each metric declares
+    (:attr:`~pagbench.metrics.Metric.value_ranges`, else ±:data:`MAX_PLAUSIBLE`), non-negative
+    standard errors and counts, model names from :data:`MODEL_NAME` (bounded, file-name safe),
+    identifier fields (:data:`IDENTIFIER_FIELDS`), ``created`` ISO-8601 and not in the future
+    (:data:`CLOCK_SKEW` allowed), no control or bidi characters in any text
+    (:func:`pagbench.schema.check_text`), a numeric model-card strength. The HTML site reuses it."""
+    validate_result(result, source=source)
+    follows_schema({name: value for name, value in result.items() if name in TOP_LEVEL_FIELDS or name == CONTENT_HASH},
+                   source=source)
     try:
         json.dumps(result, allow_nan=False)
     except ValueError:
         raise PagbenchError(f"{source}: contains NaN or infinity (not valid JSON for an entry)") from None
+    check_entry_fields(result, source)
     try:
         entry_id(entry_key(result))
     except (TypeError, ValueError) as error:
@@ -450,10 +573,25 @@ def find_entry(reference: str | Path, root: str | Path = DEFAULT_ROOT, sealed: b
 
 
 # ------------------------------------------------------------------------------------- verify
-#: Absolute tolerance of :func:`verify_entry` when the image set is the same.
+#: Absolute tolerance of :func:`verify_entry` when the weights are the same and so is the image set.
 VERIFY_ABSOLUTE_TOLERANCE = 1e-3
 #: Standard errors of the difference allowed when re-evaluating on a different number of images.
 VERIFY_STDERRS = 3.0
+#: Retrained weights with other training seeds on record: the tolerance is this many times the
+#: seeds' range (max − min of the metric over the seeds, the entry's included) ...
+VERIFY_SEED_RANGES = 2.0
+#: ... and without other seeds, this fraction of the entry's |value| plus :data:`VERIFY_RETRAINED_ABSOLUTE`
+#: (stated defaults, set from the seed-0/seed-1 pairs of docs/sweeps/synthetic-noise, whose largest
+#: differences are 0.06 in on_manifold_fraction and 0.03 in score_cosine away from the regime edge).
+VERIFY_RETRAINED_RELATIVE = 0.1
+VERIFY_RETRAINED_ABSOLUTE = 0.02
+
+#: :attr:`VerifyReport.case`: the re-evaluated model's weights digest equals the entry's ...
+SAME_WEIGHTS = "same weights"
+#: ... or differs (weights retrained from the recipe on this machine) ...
+RETRAINED = "retrained"
+#: ... or the entry records no digest (made before entries carried one): compared as retrained.
+UNKNOWN_WEIGHTS = "weights not recorded"
 
 
 @dataclass(frozen=True)
@@ -480,11 +618,17 @@ class MetricCheck:
 
 @dataclass
 class VerifyReport:
+    """``case`` is :data:`SAME_WEIGHTS`, :data:`RETRAINED` or :data:`UNKNOWN_WEIGHTS` (which
+    tolerances applied, see :func:`verify_entry`); ``seeds``: how many other training seeds of the
+    recipe set the retrained tolerances (0: the stated defaults)."""
+
     entry: Entry
     num_images: int
     checks: list[MetricCheck]
     notes: list[str]
     result: dict = field(repr=False)
+    case: str = SAME_WEIGHTS
+    seeds: int = 0
 
     @property
     def compared(self) -> list[MetricCheck]:
@@ -494,9 +638,23 @@ class VerifyReport:
     def reproduces(self) -> bool:
         return bool(self.compared) and all(check.ok for check in self.compared)
 
+    @property
+    def case_text(self) -> str:
+        """One line saying which case applied and what the tolerances were."""
+        if self.case == SAME_WEIGHTS:
+            return "same weights (digest equal to the entry's): compared at tight tolerances"
+        if self.seeds:
+            spread = f"{VERIFY_SEED_RANGES:g}× the range over {self.seeds + 1} training seeds of the recipe"
+        else:
+            spread = (f"no other training seed of the recipe on record: {VERIFY_RETRAINED_RELATIVE:g}·|value| + "
+                      f"{VERIFY_RETRAINED_ABSOLUTE:g}")
+        why = ("weights retrained from the recipe (digest differs from the entry's)" if self.case == RETRAINED
+               else "the entry records no weights digest")
+        return f"{why}: compared against the recipe's seed spread ({spread}, added to the same-weights tolerance)"
+
 
 def tolerance_for(stored: dict, measured: dict, absolute: float = VERIFY_ABSOLUTE_TOLERANCE) -> float:
-    """``absolute + 3·√|se_measured² − se_stored²|``.
+    """``absolute + 3·√|se_measured² − se_stored²|`` (the same weights).
 
     The second term is the standard error of the difference between a mean over the first N
     images and the mean over the first M images (nested sets): zero when N = M, so then only the
@@ -505,6 +663,19 @@ def tolerance_for(stored: dict, measured: dict, absolute: float = VERIFY_ABSOLUT
     se_stored = float(stored.get("stderr") or 0.0)
     se_measured = float(measured.get("stderr") or 0.0)
     return absolute + VERIFY_STDERRS * math.sqrt(abs(se_measured**2 - se_stored**2))
+
+
+def retrained_spread(stored: dict, seed_values: list[float]) -> float:
+    """What weights retrained from the recipe may add to the same-weights tolerance: the recipe's seed spread.
+
+    ``seed_values``: the metric's values for *other* training seeds of the recipe. With any, the
+    spread is :data:`VERIFY_SEED_RANGES` × (max − min over them and the entry's value); without,
+    :data:`VERIFY_RETRAINED_RELATIVE` · |value| + :data:`VERIFY_RETRAINED_ABSOLUTE`."""
+    value = float(stored["value"])
+    if seed_values:
+        values = [value, *seed_values]
+        return VERIFY_SEED_RANGES * (max(values) - min(values))
+    return VERIFY_RETRAINED_RELATIVE * abs(value) + VERIFY_RETRAINED_ABSOLUTE
 
 
 def options_from_config(config: dict, trust_checkpoint: bool = False, trust_pickle: bool = False, **overrides):
@@ -535,11 +706,71 @@ def options_from_config(config: dict, trust_checkpoint: bool = False, trust_pick
     return EvaluationOptions(**values)
 
 
+#: Entry-key fields shown in a board table's header (common) or a row's ``config`` cell (differences).
+CONFIG_FIELDS = ("split", "seed", "gradient", "score", "sigma", "score_provider", "manifold_provider", "provider_options",
+                 "robustness_epsilons", "headline_epsilon", "noise_levels", "lpips_random_backbone")
+
+
+def configuration(entry: Entry) -> dict:
+    """The entry's evaluation configuration: its key's :data:`CONFIG_FIELDS`."""
+    key = entry_key(entry.result)
+    return {name: key[name] for name in CONFIG_FIELDS}
+
+
+def recipe_key(entry: Entry) -> str | None:
+    """Rows with the same key are training seeds of one recipe: the model card's architecture,
+    regime, strength and source, the model options and the evaluation configuration, all but the
+    card's ``seed`` (None when the card has no seed)."""
+    card = entry.card
+    if card.get("seed") is None:
+        return None
+    return json.dumps([card.get("architecture"), card.get("regime"), card.get("strength"), card.get("source"),
+                       entry.config.get("model_options") or {}, configuration(entry)], sort_keys=True, default=str)
+
+
+def other_seeds(entry: Entry, candidates: Iterable[Entry]) -> list[Entry]:
+    """The ``candidates`` that are other training seeds of ``entry``'s recipe (same model card
+    but for its ``seed``, same model options and evaluation configuration; see
+    :func:`recipe_key`), one per seed, the entry's own seed excluded."""
+    key = recipe_key(entry)
+    if key is None:
+        return []
+    found: dict = {}
+    for candidate in candidates:
+        seed = candidate.card.get("seed")
+        if seed != entry.card.get("seed") and seed not in found and recipe_key(candidate) == key:
+            found[seed] = candidate
+    return [found[seed] for seed in sorted(found, key=str)]
+
+
+def load_seed_results(paths: Iterable[str | Path]) -> list[Entry]:
+    """Result files (or folders of them, not recursive) as :class:`Entry` objects for
+    :func:`other_seeds`; every file is validated as an entry would be, errors name it."""
+    found = []
+    for reference in paths:
+        reference = Path(reference)
+        files = sorted(reference.glob("*.json")) if reference.is_dir() else [reference]
+        for path in files:
+            found.append(Entry(path, check_leaderboard_result(load_result(path), str(path))))
+    return found
+
+
 def verify_entry(entry: Entry, num_images: int | None = None, device: str = "cpu", data_root: str | None = None,
                  absolute_tolerance: float = VERIFY_ABSOLUTE_TOLERANCE, progress: bool = False,
-                 trust_checkpoint: bool = False, trust_pickle: bool = False) -> VerifyReport:
+                 trust_checkpoint: bool = False, trust_pickle: bool = False,
+                 seed_entries: Iterable[Entry] = ()) -> VerifyReport:
     """Re-evaluate ``entry`` (on its first ``num_images`` images, default all of them) and compare
-    every metric it stores against the tolerance of :func:`tolerance_for`.
+    every metric it stores.
+
+    Two cases (:attr:`VerifyReport.case`), told apart by the evaluated model's
+    ``config.weights_sha256`` (:func:`pagbench.results.weights_digest`):
+
+    * the same weights (digest equal to the entry's): within ``absolute_tolerance`` on the
+      entry's images, :func:`tolerance_for` on another number of them (tight);
+    * weights retrained from the recipe (digest differs, or the entry records none): within that
+      plus :func:`retrained_spread`, the seed spread of the recipe's other training seeds found in
+      ``seed_entries`` (entries or results, e.g. the board's and ``docs/sweeps``), else a stated
+      default.
 
     An entry whose run needed ``--trust-checkpoint`` / ``--trust-pickle`` is refused before
     anything is loaded unless the caller grants the same trust here (``trust_*``: typed by the
@@ -561,7 +792,15 @@ def verify_entry(entry: Entry, num_images: int | None = None, device: str = "cpu
     if stored_fingerprint and stored_fingerprint != result["config"].get("dataset_fingerprint"):
         notes.append(f"dataset {entry.dataset!r} changed since the entry was made "
                      f"(fingerprint {stored_fingerprint} → {result['config'].get('dataset_fingerprint')})")
+    stored_digest, measured_digest = entry.config.get("weights_sha256"), result["config"].get("weights_sha256")
+    if stored_digest and stored_digest == measured_digest:
+        case = SAME_WEIGHTS
+    else:
+        case = RETRAINED if stored_digest else UNKNOWN_WEIGHTS
+    seeds = other_seeds(entry, seed_entries) if case != SAME_WEIGHTS else []
+    nested = options.num_images != entry.config.get("num_images")
     checks = []
+    tight = 0
     for name, stored in entry.result["metrics"].items():
         measured = result["metrics"].get(name)
         if stored.get("value") is None:
@@ -571,5 +810,57 @@ def verify_entry(entry: Entry, num_images: int | None = None, device: str = "cpu
             reason = next((why for metric, why in unavailable.items() if name.startswith(metric)), "not computed")
             checks.append(MetricCheck(name, float(stored["value"]), None, None, f"not measured here: {reason}"))
             continue
-        checks.append(MetricCheck(name, float(stored["value"]), float(measured["value"]), tolerance_for(stored, measured, absolute_tolerance)))
-    return VerifyReport(entry, options.num_images, checks, notes, result)
+        # nested image sets add the standard error of their difference; the same images add nothing
+        tolerance = tolerance_for(stored, measured, absolute_tolerance) if nested else absolute_tolerance
+        difference = abs(float(measured["value"]) - float(stored["value"]))
+        tight += difference <= tolerance
+        if case != SAME_WEIGHTS:
+            values = [float(other.result["metrics"][name]["value"]) for other in seeds
+                      if isinstance(other.result["metrics"].get(name), dict) and other.result["metrics"][name].get("value") is not None]
+            tolerance += retrained_spread(stored, values)
+        checks.append(MetricCheck(name, float(stored["value"]), float(measured["value"]), tolerance))
+    if case != SAME_WEIGHTS:
+        compared = sum(check.ok is not None for check in checks)
+        notes.append(f"{tight} of {compared} metric(s) also agree at the tight (same-weights) tolerance")
+    return VerifyReport(entry, options.num_images, checks, notes, result, case, len(seeds))
+
+
+@dataclass
+class VerifyOutcome:
+    """One entry of :func:`verify_all`: its report, or why it could not be verified (``error``)."""
+
+    entry: Entry
+    report: VerifyReport | None
+    error: str | None
+    seconds: float
+
+    @property
+    def reproduces(self) -> bool:
+        return self.report is not None and self.report.reproduces
+
+
+def verify_all(root: str | Path = DEFAULT_ROOT, seed_paths: Iterable[str | Path] = (), on_done=None, **options) -> list[VerifyOutcome]:
+    """:func:`verify_entry` for every entry of the board at ``root`` (in path order).
+
+    The board's entries and the results under ``seed_paths`` supply the other training seeds of
+    each recipe. An entry that cannot be re-evaluated (a one-line :class:`PagbenchError`, e.g. a
+    trust flag not granted, a dataset not on this machine) is reported with ``error`` and the
+    rest still run. ``on_done(outcome)`` is called after each entry (progress)."""
+    import time
+
+    entries = load_entries(root)
+    if not entries:
+        raise PagbenchError(f"{entries_dir(root)}: no entries to verify")
+    pool = entries + load_seed_results(seed_paths)
+    outcomes = []
+    for entry in entries:
+        started = time.perf_counter()
+        try:
+            report, error = verify_entry(entry, seed_entries=pool, **options), None
+        except PagbenchError as failure:
+            report, error = None, str(failure)
+        outcome = VerifyOutcome(entry, report, error, time.perf_counter() - started)
+        outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+    return outcomes

@@ -5,6 +5,7 @@ so ``pagbench --help`` imports neither torch nor matplotlib)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -114,56 +115,131 @@ def build_command(check, root):
 
 
 @leaderboard_group.command("verify")
-@click.argument("entry")
+@click.argument("entry", required=False)
+@click.option("--all", "every", is_flag=True, help="Verify every entry of the board; a summary table; exit 1 if any fails.")
 @click.option("--num-images", type=int, default=None, help="Re-evaluate on the first N images (default: the entry's number).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--data-root", default=None, type=click.Path())
 @click.option("--tolerance", type=float, default=None,
               help="Absolute tolerance (default 1e-3); 3 standard errors of the difference are added when N differs.")
+@click.option("--seed-results", "seed_results", multiple=True, type=click.Path(exists=True),
+              help="Result files or folders of them (e.g. docs/sweeps/synthetic-noise) holding other training seeds of the "
+                   "entries' recipes: their spread sets the tolerance for retrained weights (repeatable).")
 @click.option("--no-progress", is_flag=True)
 @_TRUST_CHECKPOINT
 @_TRUST_PICKLE
 @_DIR
-def verify_command(entry, num_images, device, data_root, tolerance, no_progress, trust_checkpoint, trust_pickle, root):
-    """Re-evaluate ENTRY (a path, or <dataset>/<entry> under <dir>/entries) and report whether it reproduces.
+def verify_command(entry, every, num_images, device, data_root, tolerance, seed_results, no_progress, trust_checkpoint,
+                   trust_pickle, root):
+    """Re-evaluate ENTRY (a path, or <dataset>/<entry> under <dir>/entries), or every entry with --all,
+    and report whether it reproduces.
 
-    Each stored metric must agree within 1e-3 + 3·√|se_now² − se_entry²| (the second term is the
-    standard error of the difference between nested image sets; zero when N is the entry's).
+    Same weights (the model's weights digest equals the entry's): each stored metric must agree
+    within 1e-3 + 3·√|se_now² − se_entry²| (the second term is the standard error of the
+    difference between nested image sets; zero when N is the entry's). Weights retrained from
+    the recipe (digest differs, or the entry records none): within the recipe's seed spread —
+    2× the range over the other training seeds on the board or in --seed-results, else
+    0.1·|value| + 0.02 — plus that. The output says which case applied.
     Exit code 0 when every compared metric reproduces, 1 when one does not.
     """
     import warnings
 
-    from rich.table import Table
-
-    from .board import number
-    from .leaderboard import VERIFY_ABSOLUTE_TOLERANCE, find_entry, verify_entry
+    from .leaderboard import VERIFY_ABSOLUTE_TOLERANCE, find_entry, load_entries, load_seed_results, verify_all, verify_entry
 
     if tolerance is not None and not tolerance >= 0:
         raise PagbenchError(f"--tolerance must be >= 0, got {tolerance}")
+    if every == (entry is not None):
+        raise PagbenchError("give one ENTRY or --all")
+    options = dict(num_images=num_images, device=device, data_root=data_root,
+                   absolute_tolerance=VERIFY_ABSOLUTE_TOLERANCE if tolerance is None else tolerance,
+                   trust_checkpoint=trust_checkpoint, trust_pickle=trust_pickle)
+    if every:
+        _verify_every(root, seed_results, options, progress=not no_progress)
+        return
     found = find_entry(entry, root)
+    pool = (load_entries(root) if (Path(root) / "entries").is_dir() else []) + load_seed_results(seed_results)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = verify_entry(found, num_images=num_images, device=device, data_root=data_root,
-                              absolute_tolerance=VERIFY_ABSOLUTE_TOLERANCE if tolerance is None else tolerance,
-                              progress=not no_progress, trust_checkpoint=trust_checkpoint, trust_pickle=trust_pickle)
-    table = Table(title=f"verify {found.path} ({found.model}: {report.num_images} images, entry has {found.config['num_images']})")
-    for column in ("metric", "entry", "now", "|difference|", "tolerance", "reproduces"):
-        table.add_column(column, justify="left" if column in ("metric", "reproduces") else "right")
-    for check in report.checks:
-        verdict = {True: "[green]yes", False: "[red]NO", None: f"[yellow]not compared ({check.note})"}[check.ok]
-        table.add_row(check.name, number(check.stored, 4), number(check.measured, 4),
-                      "-" if check.difference is None else f"{check.difference:.2e}",
-                      "-" if check.tolerance is None else f"{check.tolerance:.2e}", verdict)
+        report = verify_entry(found, progress=not no_progress, seed_entries=pool, **options)
     out = _console()
-    out.print(table)
+    out.print(_verify_table(report))
+    out.print(f"case: {report.case_text}", markup=False, highlight=False)
     for note in report.notes:
-        out.print(f"[yellow]note: {note}")
+        out.print(f"[yellow]note: {_plain(note)}")
     if report.reproduces:
         out.print(f"[green]reproduces: {len(report.compared)} metric(s) within tolerance")
         return
     failed = [check.name for check in report.compared if not check.ok]
     message = f"does not reproduce: {', '.join(failed)}" if failed else "nothing could be compared"
     click.echo(f"{found.path}: {message}", err=True)
+    sys.exit(1)
+
+
+def _plain(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _verify_table(report):
+    from rich.table import Table
+
+    from .board import number
+
+    found = report.entry
+    table = Table(title=_plain(f"verify {found.path} ({found.model}: {report.num_images} images, entry has {found.config['num_images']})"))
+    for column in ("metric", "entry", "now", "|difference|", "tolerance", "reproduces"):
+        table.add_column(column, justify="left" if column in ("metric", "reproduces") else "right")
+    for check in report.checks:
+        verdict = {True: "[green]yes", False: "[red]NO", None: f"[yellow]not compared ({_plain(check.note)})"}[check.ok]
+        table.add_row(_plain(check.name), number(check.stored, 4), number(check.measured, 4),
+                      "-" if check.difference is None else f"{check.difference:.2e}",
+                      "-" if check.tolerance is None else f"{check.tolerance:.2e}", verdict)
+    return table
+
+
+def _verify_every(root, seed_results, options, progress: bool) -> None:
+    """``verify --all``: one line per entry as it finishes, then a summary table; exit 1 if any fails."""
+    import time
+    import warnings
+
+    from rich.table import Table
+
+    from .leaderboard import verify_all
+
+    started = time.perf_counter()
+
+    def done(outcome):
+        if outcome.error is not None:
+            verdict = f"ERROR: {outcome.error}"
+        else:
+            verdict = "reproduces" if outcome.reproduces else "DOES NOT REPRODUCE"
+            verdict += f" ({outcome.report.case})"
+        click.echo(f"{outcome.entry.path}: {verdict} [{outcome.seconds:.0f} s]", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outcomes = verify_all(root, seed_results, on_done=done, progress=progress, **options)
+    table = Table(title=_plain(f"verify --all {root}: {len(outcomes)} entries"))
+    for column in ("entry", "case", "compared", "failed", "reproduces", "seconds"):
+        table.add_column(column, justify="right" if column in ("compared", "seconds") else "left")
+    for outcome in outcomes:
+        report = outcome.report
+        if report is None:
+            table.add_row(_plain(outcome.entry.path.name), "-", "-", "-", f"[red]error: {_plain(outcome.error)}", f"{outcome.seconds:.0f}")
+            continue
+        failed = [check.name for check in report.compared if not check.ok]
+        table.add_row(_plain(outcome.entry.path.name), report.case, str(len(report.compared)), _plain(", ".join(failed) or "-"),
+                      "[green]yes" if report.reproduces else "[red]NO", f"{outcome.seconds:.0f}")
+    out = _console()
+    out.print(table)
+    bad = [outcome for outcome in outcomes if not outcome.reproduces]
+    elapsed = time.perf_counter() - started
+    if not bad:
+        out.print(f"[green]every entry reproduces ({len(outcomes)} entries, {elapsed:.0f} s)")
+        return
+    click.echo(f"{len(bad)} of {len(outcomes)} entries do not reproduce or could not be verified ({elapsed:.0f} s): "
+               + ", ".join(outcome.entry.path.name for outcome in bad), err=True)
     sys.exit(1)
 
 

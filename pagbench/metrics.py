@@ -160,6 +160,10 @@ class Metric:
     options: tuple[MetricOption, ...] = ()
     #: the leaderboard columns this metric contributes (see :class:`BoardColumn`)
     board_columns: tuple[BoardColumn, ...] = ()
+    #: the values each output can take, ``{output: (low, high)}`` (inclusive; ±inf for an open
+    #: end); the leaderboard refuses an entry outside them. Outputs not listed: finite and at most
+    #: :data:`pagbench.leaderboard.MAX_PLAUSIBLE` in magnitude.
+    value_ranges: dict[str, tuple[float, float]] = {}
 
     @property
     def outputs(self) -> dict[str, bool | None]:

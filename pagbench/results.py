@@ -14,7 +14,8 @@ Layout (``schema_version`` 1)::
 ``sanity`` (:mod:`pagbench.sanity`) is written by every run since it was introduced (older
 results and entries lack it). ``config.score_provider_fingerprint`` / ``manifold_provider_fingerprint``
 identify the providers' weights, and ``config.provider_files`` lists every file a provider read
-(a downloaded URL too) with its SHA-256.
+(a downloaded URL too) with its SHA-256. ``config.weights_sha256`` is :func:`weights_digest` of the
+evaluated model (absent in results made before it was recorded).
 """
 
 from __future__ import annotations
@@ -62,6 +63,28 @@ def _fingerprint(provider) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def weights_digest(module) -> str | None:
+    """SHA-256 (hex) of ``module``'s state dict: every entry's name, dtype, shape and bytes in
+    order, independent of how the weights were serialised; None when it cannot be read (e.g.
+    meta or sparse tensors). ``leaderboard verify`` compares it to tell the same weights from
+    weights retrained from a recipe."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    try:
+        for name, tensor in module.state_dict().items():
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            data = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(data.view(torch.uint8).numpy().tobytes())
+    except Exception:  # a digest never stops a result from being written
+        return None
+    return digest.hexdigest()
+
+
 def build_result(setup, metrics, curves, settings, degenerate, timing, messages, sanity=None) -> dict:
     """The result document of one run. ``sanity`` is :func:`pagbench.sanity.check_batch`'s record
     (None when the batch checks did not run); ``degenerate_gradients`` is added from ``degenerate``."""
@@ -76,6 +99,7 @@ def build_result(setup, metrics, curves, settings, degenerate, timing, messages,
         {
             "model_card": setup.model.card.as_dict(),
             "model_plugin": setup.model.plugin,
+            "weights_sha256": weights_digest(setup.model.module),
             "dataset_config": setup.dataset.config,
             "dataset_fingerprint": setup.dataset.fingerprint,
             "image_selection": f"first {options.num_images} images of split {options.split!r}",
@@ -157,7 +181,7 @@ def validate_result(result, source: str = "result") -> dict:
     if not isinstance(result, dict):
         raise PagbenchError(f"{source}: not a JSON object")
     version = result.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):  # true == 1 in Python, not in the schema
         raise PagbenchError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
     missing = [key for key in REQUIRED if key not in result]
     if missing:
@@ -196,6 +220,20 @@ def nesting_depth(document) -> int:
     return deepest
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice (which value counts would be up to the reader)."""
+
+
+def _unique_keys(pairs) -> dict:
+    """``object_pairs_hook`` for :func:`json.loads`: a dict, or :class:`DuplicateKey`."""
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise DuplicateKey(key)
+        document[key] = value
+    return document
+
+
 def load_result(path: str | Path) -> dict:
     """Read and validate a result file; errors name the file."""
     path = Path(path)
@@ -209,9 +247,13 @@ def load_result(path: str | Path) -> dict:
     except UnicodeDecodeError:
         raise PagbenchError(f"{path}: malformed JSON (not UTF-8 text)") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise PagbenchError(f"{path}: malformed JSON ({error.msg} at line {error.lineno})") from error
+    except DuplicateKey as error:
+        raise PagbenchError(f"{path}: malformed JSON (key {str(error)[:80]!r} appears twice in one object)") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise PagbenchError(f"{path}: malformed JSON ({str(error).splitlines()[0][:120]})") from None
     except RecursionError:
         raise PagbenchError(f"{path}: JSON nested too deeply (a result nests at most {MAX_DEPTH} levels)") from None
     if nesting_depth(data) > MAX_DEPTH:

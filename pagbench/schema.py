@@ -10,6 +10,8 @@ where jsonschema is installed, tests check that it agrees. The layout is the one
 
 from __future__ import annotations
 
+import re
+
 from .errors import PagbenchError
 
 #: Layout version of result documents (re-exported as :data:`pagbench.results.SCHEMA_VERSION`).
@@ -96,6 +98,8 @@ def result_schema() -> dict:
                     "score_provider_fingerprint": {"type": ["string", "null"],
                                                    "description": "Identifies the score provider's weights and settings."},
                     "manifold_provider_fingerprint": {"type": ["string", "null"]},
+                    "weights_sha256": {"type": ["string", "null"], "description": "SHA-256 of the evaluated model's "
+                                       "state dict (names, dtypes, shapes, bytes); null when it could not be read."},
                     "provider_files": {"type": "array", "description": "Every file a provider read (a downloaded URL too) "
                                        "with its SHA-256.", "items": {"$ref": "#/$defs/provider_file"}},
                 },
@@ -177,7 +181,7 @@ def _check(value, schema: dict, root: dict, path: list) -> None:
             raise ValueError(f"unsupported $ref {reference!r}")
         schema = root["$defs"][reference[len("#/$defs/"):]]
     where = _path(path)
-    if "const" in schema and value != schema["const"]:
+    if "const" in schema and (value != schema["const"] or type(value) is not type(schema["const"])):  # true is not 1
         raise PagbenchError(f"{where} is {value!r}, expected {schema['const']!r}")
     if "enum" in schema and value not in schema["enum"]:
         raise PagbenchError(f"{where} is {value!r}, expected one of {', '.join(map(str, schema['enum']))}")
@@ -214,3 +218,36 @@ def validate_result(document, source: str = "result") -> None:
         _check(document, schema, schema, [])
     except PagbenchError as error:
         raise PagbenchError(f"{source}: {error}") from None
+
+
+# ------------------------------------------------------------------------ untrusted text fields
+#: Characters no text in a result or entry may hold (keys included): C0 controls (NUL, TAB, LF,
+#: CR, ...), DEL and C1 controls, the line and paragraph separators, and the bidirectional
+#: marks, embeddings, overrides and isolates (U+200E/F, U+061C, U+202A–U+202E, U+2066–U+2069)
+#: that can make a table row display other text than it holds.
+FORBIDDEN_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: The longest text field (the committed results' longest is under 200 characters).
+MAX_TEXT_LENGTH = 4096
+
+
+def check_text(document, source: str = "result") -> None:
+    """Raise a one-line :class:`PagbenchError` naming ``source`` and the field when any string in
+    ``document`` (object keys too) holds a :data:`FORBIDDEN_TEXT` character or is longer than
+    :data:`MAX_TEXT_LENGTH`. Iterative: no recursion limit."""
+    pending = [(document, [])]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            found = FORBIDDEN_TEXT.search(value)
+            if found:
+                raise PagbenchError(f"{source}: {_path(path)} holds the control or bidi character U+{ord(found.group()):04X} "
+                                    f"(not allowed in any text field)")
+            if len(value) > MAX_TEXT_LENGTH:
+                raise PagbenchError(f"{source}: {_path(path)} is {len(value)} characters long (at most {MAX_TEXT_LENGTH})")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    pending.append((key, path + [f"{key[:40]!r} (a key)"]))
+                pending.append((item, path + [key]))
+        elif isinstance(value, (list, tuple)):
+            pending.extend((item, path + [index]) for index, item in enumerate(value))

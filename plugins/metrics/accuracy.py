@@ -14,6 +14,7 @@ class Accuracy(Metric):
     board_columns = (BoardColumn("accuracy", "accuracy", position=10, always=True, rank=2),)
     higher_is_better = True
     description = "Top-1 accuracy on the evaluated images."
+    value_ranges = {"accuracy": (0.0, 1.0)}
 
     def compute(self, context: MetricContext) -> MetricOutput:
         import torch

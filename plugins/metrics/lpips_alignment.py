@@ -199,6 +199,7 @@ class LpipsAlignment(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
+    value_ranges = {"lpips_alignment": (-float("inf"), 1.0)}  # LPIPS is a distance >= 0 (not bounded above)
 
     def __init__(self, random_backbone: bool = False):
         self.random_backbone = random_backbone

@@ -60,6 +60,9 @@ class ManifoldRobustness(Metric):
     higher_is_better = None
     requires = frozenset({"tangent_basis"})
     description = "Softmax-L1 change under random on- vs off-manifold perturbations of norm ε."
+    # the L1 distance of two probability vectors is at most 2
+    value_ranges = {"manifold_robustness_on": (0.0, 2.0), "manifold_robustness_off": (0.0, 2.0),
+                    "manifold_robustness_off_on_ratio": (0.0, float("inf"))}
     options = (
         MetricOption("robustness_epsilons", "floats", flag="--epsilons", setting="epsilons",
                      help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),

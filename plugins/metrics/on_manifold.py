@@ -17,6 +17,8 @@ class OnManifoldFraction(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "tangent_basis"})
     description = "Fraction of the squared gradient norm inside the tangent space (random = k/D)."
+    value_ranges = {"on_manifold_fraction": (0.0, 1.0), "on_manifold_fraction_random": (0.0, 1.0),
+                    "on_manifold_gradient_norm": (0.0, float("inf")), "off_manifold_gradient_norm": (0.0, float("inf"))}
 
     @property
     def outputs(self):

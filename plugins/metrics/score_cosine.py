@@ -26,6 +26,7 @@ class ScoreCosine(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "Cosine similarity between the input gradient and the paired score (1 = aligned)."
+    value_ranges = {"score_cosine": (-1.0, 1.0)}
 
     def compute(self, context: MetricContext) -> MetricOutput:
         values = {self.name: context.masked(cosine(context.gradient_for_score(), context.score))}

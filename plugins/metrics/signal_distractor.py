@@ -20,6 +20,7 @@ class SignalDistractorRatio(Metric):
     higher_is_better = True
     requires = frozenset({"signal_mask"})
     description = "Output change under noise on the signal vs. on the distractor region."
+    value_ranges = {"signal_sensitivity": (0.0, 2.0), "distractor_sensitivity": (0.0, 2.0), "signal_distractor_ratio": (0.0, float("inf"))}
     options = (
         MetricOption("noise_levels", "floats", setting="noise_levels", help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
     )

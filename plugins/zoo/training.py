@@ -10,6 +10,15 @@ How a recipe is executed (data on the device, ``channels_last``, ``torch.compile
 determinism) is a :class:`TrainingOptions`, outside the recipe and its id: those switches move
 results only at floating-point rounding (as the device does). Autocast (``amp``) changes the
 arithmetic, so it is a recipe field, in the id only when it is not ``"off"``.
+
+**CPU threads.** On a CPU, a convolution's result depends (at rounding level, which training
+amplifies into different weights) on how many intra-op threads split its reductions. So the
+thread count is a recipe field too, ``cpu_threads`` (default 1, omitted from the record at 1, so
+the ids of recipes made before it existed do not change): :func:`train` pins
+``torch.set_num_threads(cpu_threads)`` while it trains on a CPU and restores the caller's count
+afterwards, and the same recipe gives bit-identical weights whatever ``OMP_NUM_THREADS`` says.
+(CUDA runs are not pinned: there determinism depends on ``TrainingOptions.deterministic`` and
+the GPU model; see the README.)
 """
 
 from __future__ import annotations
@@ -66,6 +75,9 @@ class TrainingRecipe:
     #: ``bf16`` or ``fp16`` (with a GradScaler). Omitted from the record at ``off``, so the ids of
     #: float32 recipes do not change.
     amp: str = "off"
+    #: intra-op CPU threads the run is pinned to while training on a CPU (see the module
+    #: docstring). Omitted from the record at 1, so the ids of one-thread recipes do not change.
+    cpu_threads: int = 1
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -74,6 +86,8 @@ class TrainingRecipe:
             del data["dataset_version"]
         if self.amp == "off":
             del data["amp"]
+        if self.cpu_threads == 1:
+            del data["cpu_threads"]
         return data
 
     @property
@@ -97,6 +111,8 @@ class TrainingRecipe:
             raise PagbenchError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.schedule not in ("step", "onecycle"):
             raise PagbenchError(f"schedule must be step or onecycle, got {self.schedule!r}")
+        if isinstance(self.cpu_threads, bool) or not isinstance(self.cpu_threads, int) or self.cpu_threads < 1:
+            raise PagbenchError(f"cpu_threads must be a positive integer, got {self.cpu_threads!r}")
         if self.amp not in AMP_MODES:
             raise PagbenchError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if self.amp == "fp16" and self.regime == "gnorm" and self.strength > 0:
@@ -240,6 +256,23 @@ def _kernel_mode(device, deterministic: bool):
          torch.backends.cudnn.allow_tf32) = saved
 
 
+@contextmanager
+def pinned_threads(device, threads: int):
+    """``torch.set_num_threads(threads)`` while training on a CPU ``device``, the caller's count
+    restored afterwards (no effect on other devices)."""
+    import torch
+
+    if device.type != "cpu":
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def train(
     recipe: TrainingRecipe,
     build_model: Callable[[], "object"],
@@ -340,7 +373,7 @@ def train(
     total_steps = steps_per_epoch * (recipe.epochs - start_epoch)
     started = time.perf_counter()
     description = f"training {recipe.regime} {recipe.strength:g} on {recipe.dataset}"
-    with _kernel_mode(device, deterministic), progress_bar(description, total=total_steps, enabled=progress and rank == 0) as advance:
+    with pinned_threads(device, recipe.cpu_threads), _kernel_mode(device, deterministic), progress_bar(description, total=total_steps, enabled=progress and rank == 0) as advance:
         for epoch in range(start_epoch, recipe.epochs):
             network.train()
             order = torch.randperm(count, generator=generator)
@@ -390,7 +423,8 @@ def train(
                 save_tensors(checkpoint_path, state)
     model.eval()
     model.to(memory_format=torch.contiguous_format)
-    accuracy = evaluate_accuracy(model, test_split, device)
+    with pinned_threads(device, recipe.cpu_threads):  # the recorded accuracy is as reproducible as the weights
+        accuracy = evaluate_accuracy(model, test_split, device)
     record = {
         "recipe": recipe.as_dict(),
         "identifier": recipe.identifier,
@@ -398,7 +432,8 @@ def train(
         "history": history,
         "train_seconds": time.perf_counter() - started,
         "world_size": world,
-        "execution": {**options.as_dict(), "device_data": resident is not None, "deterministic": deterministic, "device": str(device)},
+        "execution": {**options.as_dict(), "device_data": resident is not None, "deterministic": deterministic, "device": str(device),
+                      "cpu_threads": recipe.cpu_threads if device.type == "cpu" else None},
         "pagbench_version": __version__,
     }
     if rank == 0:
