@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .leaderboard import DEFAULT_ROOT, ENTRIES, Entry, load_entries, safe_name
+from .leaderboard import DEFAULT_ROOT, Entry, load_entries, safe_name
 
 #: The site's folder inside the leaderboard folder.
 SITE = "site"
@@ -512,19 +512,16 @@ def curve_plots(entry: Entry) -> list[str]:
 
 
 # --------------------------------------------------------------------------------- entry page
-def reproduce_command(entry: Entry, root: str | Path = DEFAULT_ROOT) -> str:
+def reproduce_command(entry: Entry) -> str:
     """The command that re-evaluates the entry's row in its stored configuration and compares
-    every metric (``pagbench leaderboard verify``), with the trust flags the entry needs."""
+    every metric (``pagbench leaderboard verify <dataset>/<entry>``, run where ``--dir`` finds the
+    leaderboard folder), with the trust flags the entry needs."""
     import shlex
 
-    relative = f"{ENTRIES}/{entry.path.parent.name}/{entry.path.name}"
-    command = ["pagbench", "leaderboard", "verify", relative]
-    if Path(root) != Path(DEFAULT_ROOT):
-        command += ["--dir", str(root)]
-    trust = entry.config.get("trust_required") or []
-    for flag in ("trust_checkpoint", "trust_pickle"):
-        if flag in trust or f"--{flag.replace('_', '-')}" in trust:
-            command.append(f"--{flag.replace('_', '-')}")
+    from .trust import required_trust
+
+    command = ["pagbench", "leaderboard", "verify", f"{entry.path.parent.name}/{entry.path.stem}"]
+    command += sorted(required_trust(entry.config))
     return " ".join(shlex.quote(clean_text(part)) for part in command)
 
 
@@ -599,7 +596,9 @@ def render_entry_page(entry: Entry, root: str | Path = DEFAULT_ROOT, rank: int |
     body.append(f'<p><img class="gallery" src="../../{esc(gallery)}" alt="gradient gallery: input, the model\'s input gradient, the score"></p>'
                 if gallery else "<p>No gallery drawn (<code>pagbench leaderboard gallery</code> draws it).</p>")
     body.append("<h2>Reproduce</h2><p>Re-evaluates the row in its stored configuration and compares every metric "
-                f"(add <code>--num-images N</code> for a quicker check):</p><pre><code>{esc(reproduce_command(entry, root))}</code></pre>")
+                "(from the folder that holds the leaderboard; <code>--dir</code> names another leaderboard folder, "
+                "<code>--num-images N</code> makes a quicker check):</p>"
+                f"<pre><code>{esc(reproduce_command(entry))}</code></pre>")
     return _page(f"{clean_text(entry.model)[:200]} on {clean_text(entry.dataset)[:100]} · pagbench leaderboard", "\n".join(body), depth=1)
 
 

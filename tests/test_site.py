@@ -209,3 +209,17 @@ def test_the_assets_are_package_data():
     assert "site_static/*.css" in patterns and "site_static/*.js" in patterns
     for name in ("site.css", "site.js"):
         assert (BOARD.parent / "pagbench" / "site_static" / name).is_file()
+
+
+def test_the_reproduce_command_finds_the_entry_and_asks_for_the_trust_it_needs(tmp_path):
+    from pagbench.leaderboard import find_entry
+    from pagbench.site import reproduce_command
+
+    (entry,) = entries_of([template_result()], BOARD)
+    command = reproduce_command(entry)
+    assert command == f"pagbench leaderboard verify synthetic/{entry.stem}"
+    assert find_entry(command.split()[-1], BOARD).result["entry_id"] == entry.id  # the committed entry it names
+    document = template_result()
+    document["config"]["trust_required"] = ["--trust-pickle"]
+    (trusted,) = entries_of([document], tmp_path)
+    assert reproduce_command(trusted).endswith(" --trust-pickle")

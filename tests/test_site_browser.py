@@ -35,6 +35,7 @@ def driver():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install pagbench[test])")
     from selenium.webdriver.chrome.service import Service
 
+    offline = os.environ.get("SE_OFFLINE")
     os.environ["SE_OFFLINE"] = "true"  # selenium manager must not look for a driver on the network
     profile = tempfile.mkdtemp(prefix="pagbench-chromium-")
     options = webdriver.ChromeOptions()
@@ -48,6 +49,10 @@ def driver():
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
+        if offline is None:
+            os.environ.pop("SE_OFFLINE", None)
+        else:
+            os.environ["SE_OFFLINE"] = offline
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +154,8 @@ def test_a_model_card_draws_its_curves_and_shows_its_gallery(driver, board, tmp_
     assert len(driver.find_elements("css selector", "svg.plot circle")) == 2
     gallery = driver.find_element("css selector", "img.gallery")
     assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", gallery) > 0
-    assert "pagbench leaderboard verify entries/synthetic/" in driver.find_element("css selector", "pre code").text
+    assert driver.find_element("css selector", "pre code").text == "pagbench leaderboard verify synthetic/" + next(
+        entry.stem for entry in load_entries(board) if entry.model == "resnet18-synthetic-noise-0.3")
     assert console_errors(driver) == []
 
     # an entry with a 5-point ε grid and a 4-point σ curve: drawn, with one point per grid value
