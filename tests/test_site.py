@@ -223,3 +223,43 @@ def test_the_reproduce_command_finds_the_entry_and_asks_for_the_trust_it_needs(t
     document["config"]["trust_required"] = ["--trust-pickle"]
     (trusted,) = entries_of([document], tmp_path)
     assert reproduce_command(trusted).endswith(" --trust-pickle")
+
+
+def test_the_index_shows_seed_intervals_and_the_sanity_legend(tmp_path):
+    import copy
+
+    from pagbench.sanity import FLAGS
+
+    documents = []
+    for seed, cosine in ((0, 0.5), (1, 0.6), (2, 0.55)):
+        document = copy.deepcopy(template_result())
+        document["config"]["model"] = f"resnet18-synthetic-noise-0.3-seed{seed}"
+        document["config"]["model_card"]["seed"] = seed
+        document["metrics"]["score_cosine"].update(value=cosine, stderr=0.01 * (seed + 1))
+        documents.append(document)
+    index = render_site(entries_of(documents, tmp_path), tmp_path)["site/index.html"].decode()
+    seeds = re.search(r'<table class="seeds">.*?</table>', index).group(0)
+    header = re.findall(r"<th>(.*?)</th>", seeds)
+    (row,) = re.findall(r"<tbody><tr>(.*?)</tr>", seeds)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[1] == "0,1,2"
+    assert cells[header.index("score_cosine ± se")] == "0.550 [0.500, 0.600] ± 0.020"  # mean [min, max] ± mean se
+    legend = re.search(r'<summary>Sanity flags</summary>.*?</details>', index).group(0)
+    assert re.findall(r"<li><code>([a-z_]+)</code>", legend) == [flag.name for flag in FLAGS]
+
+
+def test_plugin_columns_show_the_cells_their_hook_computes(board_copy):
+    from pagbench.board import entry_columns, sort_key
+    from pagbench.leaderboard import load_entries
+
+    entries = sorted(load_entries(board_copy), key=sort_key)
+    index = render_site(entries, board_copy)["site/index.html"].decode()
+    header = re.findall(r"<th[ >].*?</th>", re.search(r"<thead><tr>(.*?)</tr></thead>", index).group(1))
+    rows = [re.findall(r"<td[ >].*?</td>", row) for row in re.findall(r"<tr data-rank=.*?</tr>", index)]
+    columns = entry_columns()
+    assert [column.name for column in columns] == ["regime label"]  # the zoo's, the one built-in EntryColumn
+    for column in columns:
+        position = header.index(f"<th>{column.name}</th>")
+        cells = column.cells([entry.result for entry in entries])
+        assert [re.sub(r"</?bdi>|</?td>", "", row[position]) for row in rows] == [cell.replace("*", "") for cell in cells]
+        assert "Bayes-aligned" in cells and "excessive" in cells
