@@ -44,7 +44,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 #: Readable names of the metric settings that hold a curve's x grid (others are shown by key).
 _AXIS_NAMES = {"sigmas": "σ of the score ([0,1] pixel units)", "epsilons": "ε, perturbation norm ([0,1] pixel units)"}
 #: Configuration fields shown under the provenance: what pagbench did with the model and the images.
-_RUN_FIELDS = ("model_plugin", "model_options", "image_selection", "device", "dtype", "precision", "attribution",
+_RUN_FIELDS = ("weights_sha256", "model_plugin", "model_options", "image_selection", "device", "dtype", "precision", "attribution",
                "attribution_options", "score_provider_fingerprint", "manifold_provider_fingerprint", "provider_files",
                "dataset_fingerprint", "torch_version", "trust_required")
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -548,8 +548,11 @@ def render_entry_page(entry: Entry, root: str | Path = DEFAULT_ROOT, rank: int |
                        for name in ("paper", "threat_model", "eps", "clean_accuracy", "robust_accuracy", "autoattack_accuracy", "link")
                        if record.get(name) not in (None, ""))
         body.append(f"<h3>Recorded by {text(source)}</h3><table class=\"card\"><tbody>{rows}</tbody></table>")
-    body.append("<h2>Provenance</h2><p>What the model's plugin recorded about the weights and what pagbench does to "
-                "the input (normalisation, resize, crop, clamp).</p>"
+    digest = entry.config.get("weights_sha256")
+    body.append("<h2>Provenance</h2><p>Weights digest (SHA-256 of the evaluated model's weights): "
+                + (f"<code>{esc(digest)}</code>" if digest else "not recorded (the entry predates it)") + ".</p>"
+                "<p>What the model's plugin recorded about the weights and what pagbench does to "
+                "the input (normalisation, resize, crop, clamp):</p>"
                 + (value_html(provenance, None) if provenance else "<p>Nothing recorded by the plugin.</p>"))
     recorded_run = {name: entry.config[name] for name in _RUN_FIELDS if entry.config.get(name) not in (None, "", {}, [])}
     if recorded_run:

@@ -263,3 +263,18 @@ def test_plugin_columns_show_the_cells_their_hook_computes(board_copy):
         cells = column.cells([entry.result for entry in entries])
         assert [re.sub(r"</?bdi>|</?td>", "", row[position]) for row in rows] == [cell.replace("*", "") for cell in cells]
         assert "Bayes-aligned" in cells and "excessive" in cells
+
+
+def test_the_entry_page_shows_the_weights_digest_and_what_was_done_to_the_input(tmp_path):
+    document = template_result()
+    document["config"]["weights_sha256"] = "ab" * 32
+    document["config"]["model_card"]["provenance"] = {"input": {"normalize": {"mean": [0.5], "std": [0.25]}, "resize": 32,
+                                                                "clamp": True}}
+    (entry,) = entries_of([document], tmp_path)
+    page = render_site([entry], tmp_path)[f"site/{page_path(entry)}"].decode()
+    assert f"Weights digest (SHA-256 of the evaluated model's weights): <code>{'ab' * 32}</code>" in page
+    assert ("<dt><bdi>input</bdi></dt><dd><dl><dt><bdi>normalize</bdi></dt><dd><dl><dt><bdi>mean</bdi></dt><dd>0.5</dd>"
+            "<dt><bdi>std</bdi></dt><dd>0.25</dd></dl></dd><dt><bdi>resize</bdi></dt><dd>32</dd>"
+            "<dt><bdi>clamp</bdi></dt><dd>True</dd></dl></dd>") in page
+    (older,) = entries_of([template_result()], tmp_path)
+    assert "not recorded (the entry predates it)" in render_site([older], tmp_path)[f"site/{page_path(older)}"].decode()
