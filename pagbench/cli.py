@@ -165,9 +165,12 @@ def _metrics_table(results: list[dict]):
     """One column per model, one row per metric: value ± stderr."""
     from rich.table import Table
 
-    table = Table(title=f"PAG metrics on {results[0]['config']['dataset']} "
-                  f"({results[0]['config']['num_images']} images, gradient {results[0]['config']['gradient']}, "
-                  f"score {results[0]['config']['score']} σ={results[0]['config']['sigma']})")
+    config = results[0]["config"]
+    sigma = config.get("sigma_used") if config.get("sigma_used") is not None else config.get("sigma")
+    score = (f"score {config['score']} ({config.get('score_provider')}) σ={sigma:g}" if sigma is not None
+             else "no score provider")
+    table = Table(title=f"PAG metrics on {config['dataset']} "
+                  f"({config['num_images']} images, gradient {config['gradient']}, {score})")
     table.add_column("metric")
     table.add_column("better")
     for result in results:
@@ -349,6 +352,10 @@ from .leaderboard_cli import gallery_command, leaderboard_group  # noqa: E402  (
 
 cli.add_command(leaderboard_group)
 cli.add_command(gallery_command)
+
+from .assets_cli import assets_group  # noqa: E402  (click only; heavy imports are lazy)
+
+cli.add_command(assets_group)
 
 
 def _parameter(command: click.Command, name: str) -> click.Parameter:

@@ -17,6 +17,9 @@ class DatasetEntry:
     user does not choose one (``None``: metrics that need them are reported unavailable).
     ``default``: this is the dataset used when none is named (exactly one registered dataset sets
     it); ``demo_models``: the models ``pagbench demo`` compares on it.
+    ``default_gradient``: the ``--gradient`` used on this dataset when the user names none (None:
+    ``logprob``); choose one whose paired score (:data:`pagbench.scores.PAIRED_SCORE`) the default
+    score provider can serve (e.g. ``logit-sum`` ↔ unconditional for an unconditional network).
     ``version``: bump it whenever the images a name stands for change (a new construction);
     models pagbench trains are stored under it, so a model of an older version is never reused.
     """
@@ -30,6 +33,7 @@ class DatasetEntry:
     licence: str = ""
     default_score_provider: str | None = None
     default_manifold_provider: str | None = None
+    default_gradient: str | None = None
     version: str = ""
     default: bool = False  #: the dataset used when none is named (exactly one registered dataset sets it)
     demo_models: tuple[str, ...] = ()  #: the models ``pagbench demo`` compares on this dataset

@@ -222,7 +222,7 @@ class EvaluationOptions:
     """What to evaluate and how.
 
     ``dataset`` of None is the plugins' default dataset (:func:`default_dataset`), resolved on
-    construction. ``sigma`` (None: the score provider's default) and every ε / noise level are in
+    construction. ``gradient`` of None is the dataset's ``default_gradient`` (else ``logprob``). ``sigma`` (None: the score provider's default) and every ε / noise level are in
     [0,1] pixel units. ``score="auto"`` pairs the score with the gradient (see
     :data:`pagbench.scores.PAIRED_SCORE`). ``score_provider`` / ``manifold_provider`` of None use
     the dataset's defaults. ``metrics`` of None runs every registered metric that applies.
@@ -247,10 +247,10 @@ class EvaluationOptions:
                                         help="Precision of the model and inputs in the gradient pass (class weights and "
                                              "metrics stay float64)."),
                         check=_one_of("dtype", DTYPES))
-    gradient: str = option("logprob", Flag("--gradient", type="choice", choices=GRADIENTS, show_default=True,
-                                           help="What is differentiated: log-probability of the label, its logit, "
-                                                "log-sum-exp or sum of logits."),
-                           check=_one_of("gradient", GRADIENTS))
+    gradient: str | None = option(None, Flag("--gradient", type="choice", choices=GRADIENTS,
+                                             help="What is differentiated: log-probability of the label, its logit, "
+                                                  "log-sum-exp or sum of logits (default: the dataset's, else logprob)."),
+                                  check=_one_of("gradient", GRADIENTS))
     attribution: str | None = option(None, Flag("--attribution",
                                                 help="Attribution method the gradient metrics score (default: the raw "
                                                      "input gradient; e.g. smoothgrad, integrated-gradients)."),
@@ -306,6 +306,8 @@ class EvaluationOptions:
     def __post_init__(self):
         if self.dataset is None:
             object.__setattr__(self, "dataset", default_dataset())
+        if self.gradient is None:
+            object.__setattr__(self, "gradient", default_gradient(self.dataset))
         if self.attribution is None:
             from .attributions import default_attribution
 
@@ -414,6 +416,18 @@ def default_dataset() -> str:
         which = "none does" if not marked else f"{', '.join(marked)} do"
         raise PagbenchError(f"exactly one registered dataset must be marked default=True (DatasetEntry); {which}")
     return marked[0]
+
+
+def default_gradient(dataset: str) -> str:
+    """The ``--gradient`` used when none is named: ``default_gradient`` of ``dataset``'s entry,
+    else ``logprob`` (also for a name no plugin registers: that error comes later, in one line)."""
+    from . import registry
+
+    try:
+        entry = registry.datasets().get(dataset)
+    except PagbenchError:
+        return "logprob"
+    return getattr(entry, "default_gradient", None) or "logprob"
 
 
 def demo_models(dataset: str | None = None) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ KINDS = {
     "trainers": "register_trainers",
     "metrics": "register_metrics",
     "attributions": "register_attributions",
+    "assets": "register_assets",
 }
 _SINGULAR = {
     "datasets": "dataset",
@@ -31,6 +32,7 @@ _SINGULAR = {
     "trainers": "training regime",
     "metrics": "metric",
     "attributions": "attribution method",
+    "assets": "asset",
 }
 
 
@@ -147,3 +149,7 @@ def metrics() -> Registry:
 
 def attributions() -> Registry:
     return build_registry("attributions")
+
+
+def assets() -> Registry:
+    return build_registry("assets")

@@ -147,6 +147,25 @@ def test_hook_register_board_columns(register_plugin):
     assert row.split(" | ")[-5] == "5"
 
 
+def test_hook_register_assets(register_plugin):
+    """A throwaway plugin's asset is listed by ``pagbench assets list`` and selected for its dataset."""
+    from pagbench import assets, hookimpl
+    from pagbench.assets import AssetEntry
+    from pagbench.cli import build_cli
+
+    class Plugin:
+        @hookimpl
+        def register_assets(self, register):
+            register(AssetEntry(name="hook-asset", filename="weights.bin", url="https://example.org/weights.bin",
+                                sha256="ab" * 32, datasets=("synthetic",)))
+
+    register_plugin(Plugin(), name="hook-asset-plugin")
+    assert [entry.name for entry in assets.select("synthetic")] == ["alexnet", "hook-asset"]  # alexnet: any dataset (LPIPS)
+    assert assets.local_path(assets.get("hook-asset")) == assets.asset_root() / "hook-asset" / "weights.bin"
+    listed = CliRunner().invoke(build_cli(), ["assets", "list", "hook-asset"])
+    assert listed.exit_code == 0 and "hook-asset" in listed.output and "missing" in listed.output
+
+
 def test_hook_register_commands(example):
     from pagbench.cli import build_cli
 

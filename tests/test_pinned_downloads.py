@@ -53,9 +53,9 @@ def test_the_pin_is_the_hash_prefix_in_the_published_name():
 
 def test_a_backbone_in_the_hub_cache_with_another_hash_is_refused(hub, monkeypatch):
     fake_backbone(hub)
-    with pytest.raises(MetricUnavailable, match=r"LPIPS AlexNet backbone .* has SHA-256 .*not the pinned 7be5be79") as error:
+    with pytest.raises(PagbenchError, match=r"LPIPS AlexNet backbone .* has SHA-256 .*not the pinned 7be5be79") as error:
         lpips_metric.check_backbone()
-    assert str(hub) in one_line(error)
+    assert str(hub) in one_line(error) and not isinstance(error.value, MetricUnavailable)  # an error naming the file, not "unavailable"
     monkeypatch.setattr(lpips_metric, "ALEXNET_SHA256_PREFIX", sha256(hub)[:8])
     lpips_metric.check_backbone()  # the pinned file is accepted
 
@@ -74,7 +74,7 @@ def test_the_verdict_is_cached_by_size_and_mtime(hub, monkeypatch):
     assert any(str(hub.resolve()) in key for key in json.loads((pinned._store()).read_text()))
     assert sha256(hub)[:8] != lpips_metric.ALEXNET_SHA256_PREFIX
     os.utime(hub, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    with pytest.raises(MetricUnavailable, match="not the pinned"):
+    with pytest.raises(PagbenchError, match="not the pinned"):
         lpips_metric.check_backbone()  # a new mtime: hashed again, and refused
 
 
@@ -89,13 +89,15 @@ def test_a_download_is_checked_and_a_wrong_one_deleted(hub, monkeypatch):
         path.write_bytes(served)
 
     monkeypatch.setattr(lpips_metric, "_fetch", fake_fetch)
-    with pytest.raises(MetricUnavailable, match="not the pinned 7be5be79"):
+    target = lpips_metric.backbone_path()  # the alexnet asset's path (fetched there, not into the hub cache)
+    assert target.parent.name == lpips_metric.ASSET
+    with pytest.raises(PagbenchError, match="not the pinned 7be5be79"):
         lpips_metric.check_backbone()
-    assert fetched == [lpips_metric.ALEXNET_URL] and not hub.exists()  # never kept
+    assert fetched == [lpips_metric.ALEXNET_URL] and not target.exists() and not hub.exists()  # never kept
 
     monkeypatch.setattr(lpips_metric, "ALEXNET_SHA256_PREFIX", hashlib.sha256(served).hexdigest()[:8])
     lpips_metric.check_backbone()
-    assert hub.exists() and len(fetched) == 2
+    assert target.exists() and len(fetched) == 2
 
 
 def test_a_user_supplied_backbone_is_recorded_not_refused(tmp_path, monkeypatch):
@@ -123,24 +125,29 @@ def test_a_local_pickle_is_checked_against_its_pin(tmp_path):
 
 
 def test_a_downloaded_pickle_is_checked_before_it_is_stored_and_its_hash_recorded(tmp_path, monkeypatch):
+    from .asset_mirror import Mirror
+
     monkeypatch.setenv("PAGBENCH_OFFLINE", "0")
     payload = b"\x80\x04" + b"y" * 100
-    calls = []
-    monkeypatch.setattr(edm, "fetch_url", lambda location: calls.append(location) or payload)
-    url = "https://example.org/edm-tiny.pkl"
-    with pytest.raises(PagbenchError, match=r"the download of https://example.org/edm-tiny.pkl has SHA-256 .*refusing"):
-        edm.read_source(url, "f" * 64)
-    assert not list(cache_dir().rglob("edm-tiny.pkl"))  # nothing stored
-    digest = hashlib.sha256(payload).hexdigest()
-    with pytest.raises(PagbenchError, match="--trust-pickle"):  # read, pinned, recorded, then refused for trust
-        edm.load_network_pickle(url, trust=False, sha256=digest)
-    record = edm.source_record(url)
-    assert record["location"] == url and record["sha256"] == digest and record["path"].endswith("edm-tiny.pkl")
-    stored = next(cache_dir().rglob("edm-tiny.pkl"))
-    stored.write_bytes(payload + b"tampered")
-    with pytest.raises(PagbenchError, match="not the pinned"):  # the stored download is checked on every read
-        edm.read_source(url, digest)
-    assert calls == [url, url]
+    mirror = Mirror()
+    try:
+        mirror.files["/edm-tiny.pkl"] = payload
+        url = mirror.url("/edm-tiny.pkl")
+        with pytest.raises(PagbenchError, match=r"the download of http://127.0.0.1:\d+/edm-tiny.pkl has SHA-256 .*refusing"):
+            edm.read_source(url, "f" * 64)
+        assert not list(cache_dir().rglob("edm-tiny.pkl*"))  # nothing stored, not even a .part
+        digest = hashlib.sha256(payload).hexdigest()
+        with pytest.raises(PagbenchError, match="--trust-pickle"):  # read, pinned, recorded, then refused for trust
+            edm.load_network_pickle(url, trust=False, sha256=digest)
+        record = edm.source_record(url)
+        assert record["location"] == url and record["sha256"] == digest and record["path"].endswith("edm-tiny.pkl")
+        stored = next(cache_dir().rglob("edm-tiny.pkl"))
+        stored.write_bytes(payload + b"tampered")
+        with pytest.raises(PagbenchError, match="not the pinned"):  # the stored download is checked on every read
+            edm.read_source(url, digest)
+        assert mirror.requests("/edm-tiny.pkl") == [None, None]
+    finally:
+        mirror.stop()
 
 
 def test_the_edm_provider_pins_and_records_its_files(tmp_path, synthetic):
@@ -200,18 +207,19 @@ def test_downloaded_cifar_batches_are_checked_on_every_use(monkeypatch):
     assert cifar.locate(None) == directory
 
 
-def test_a_fake_cifar_download_with_the_wrong_files_is_refused(monkeypatch):
-    monkeypatch.setenv("PAGBENCH_OFFLINE", "0")
+def test_a_fake_cifar_download_with_the_wrong_files_is_refused(tmp_path, monkeypatch):
+    """An archive that passed its own check but holds other batches is refused on extraction."""
+    from pagbench import assets
+
+    from .asset_mirror import cifar_archive
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(cifar_archive())
     seen = []
-
-    def fake_download(url, directory, md5, extract, dataset):
-        seen.append((url, md5, extract))
-        write_batches(directory / "cifar-10-batches-py")
-
-    monkeypatch.setattr(cifar, "download", fake_download)
-    with pytest.raises(PagbenchError, match="downloaded file .* has MD5 .*not the pinned"):
+    monkeypatch.setattr(assets, "resolve", lambda entry, root=None, **_: seen.append(entry.name) or archive)
+    with pytest.raises(PagbenchError, match="extracted file .*data_batch_1 has MD5 .*not the pinned"):
         cifar.locate(None)
-    assert seen == [(cifar.URL, cifar.MD5, True)]
+    assert seen == ["cifar10-python"]
 
 
 def test_user_supplied_dataset_files_are_not_hash_checked(tmp_path):

@@ -2,9 +2,10 @@
 
 Files: ``data_batch_1`` … ``data_batch_5`` (train) and ``test_batch``, each a pickled dict with
 ``b'data'`` (N, 3072) uint8 (R, G, B planes of 32×32, row-major) and ``b'labels'`` (N ints in
-0..9). Read with a numpy-only unpickler (no code runs). Downloaded with torchvision's verified
-downloader (the archive torchvision's ``CIFAR10`` uses, MD5-checked) when the network allows;
-batches in pagbench's data folder are checked against their published MD5s on every use.
+0..9). Read with a numpy-only unpickler (no code runs). The archive (torchvision's ``CIFAR10``
+one, MD5-checked) is the ``cifar10-python`` asset (``pagbench assets fetch cifar10-python``),
+downloaded when the network allows and extracted atomically; batches pagbench keeps are checked
+against their published MD5s on every use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from pagbench.data import Dataset
 
-from .files import check_downloaded, default_root, download, find_directory, load_data_pickle, missing_error, offline, corrupt_error
+from .files import check_downloaded, find_directory, load_data_pickle, missing_error, corrupt_error
 from .splits import Uint8Split
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -37,18 +38,85 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def locate(data_root) -> Path:
-    """The directory holding the batches, downloading them into the default root if allowed
-    (the archive's MD5 is checked by the downloader; batches kept in pagbench's data folder are
-    checked against :data:`FILE_MD5` every time, :func:`.files.check_downloaded`)."""
+    """The directory holding the batches: ``--data-root`` (format checks only), else pagbench's
+    data folder, else the batches extracted from the ``cifar10-python`` asset (fetched when online,
+    its published MD5 checked; :func:`extract_archive`). Batches pagbench keeps are checked
+    against :data:`FILE_MD5` every time (:func:`.files.check_downloaded`)."""
     directory = find_directory(data_root, "cifar10", FILES, ["cifar-10-batches-py"])
-    if directory is None and data_root is None and not offline():
-        download(URL, default_root("cifar10"), MD5, extract=True, dataset="cifar10")
-        directory = find_directory(data_root, "cifar10", FILES, ["cifar-10-batches-py"])
+    if directory is None and data_root is None:
+        directory = asset_batches()
     if directory is None:
+        from . import CIFAR10_ASSET
+
         raise missing_error("cifar10", data_root, FILES, "DIR or DIR/cifar-10-batches-py",
-                            f"get {URL} and extract it there")
+                            f"run `pagbench assets fetch {CIFAR10_ASSET}` or get {URL} and extract it there")
     check_downloaded(directory, FILE_MD5, "cifar10")
     return directory
+
+
+def asset_batches() -> Path:
+    """The batches extracted from the archive asset (fetching the archive if missing and online;
+    offline: :class:`pagbench.assets.AssetUnavailable` naming the fetch command). Under the
+    test-only asset table the archive's per-file MD5s are not the published ones: they are then
+    not compared (the archive's own hash, from that table, is)."""
+    from pagbench import assets
+
+    from . import CIFAR10_ASSET
+
+    entry = assets.get(CIFAR10_ASSET)
+    extracted = assets.local_path(entry).parent / "cifar-10-batches-py"
+    if not all((extracted / name).is_file() for name in FILES):
+        archive = assets.resolve(entry, who="dataset 'cifar10'")
+        extract_archive(archive, extracted)
+    if not assets.overridden(entry):
+        check_pins(extracted)
+    return extracted
+
+
+def check_pins(directory: Path) -> None:
+    from pagbench.pinned import check_pinned
+
+    for name, md5 in FILE_MD5.items():
+        check_pinned(directory / name, md5, algorithm="md5", what="dataset 'cifar10': extracted file",
+                     remedy=f"delete {directory} and run again to extract it afresh")
+
+
+def extract_archive(archive: Path, destination: Path) -> None:
+    """Extract the batches of ``cifar-10-python.tar.gz`` into ``destination`` atomically: only
+    regular files named in :data:`FILES` (and ``batches.meta``) under ``cifar-10-batches-py/`` are
+    read, into a temporary sibling that is renamed into place; anything else in the archive is
+    ignored, and a damaged archive is a one-line error that leaves nothing behind."""
+    import os
+    import shutil
+    import tarfile
+    import tempfile
+
+    from pagbench.errors import PagbenchError
+
+    wanted = {f"cifar-10-batches-py/{name}" for name in (*FILES, "batches.meta")}
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=".cifar-10-batches-py.", dir=destination.parent))
+    try:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar:
+                    if member.name not in wanted or not member.isfile():
+                        continue
+                    source = tar.extractfile(member)
+                    with open(temporary / member.name.split("/", 1)[1], "wb") as stream:
+                        shutil.copyfileobj(source, stream)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+            raise PagbenchError(f"{archive} is not a readable CIFAR-10 archive ({type(error).__name__}: {error}); "
+                                f"delete it and run `pagbench assets fetch cifar10-python`") from None
+        missing = [name for name in FILES if not (temporary / name).is_file()]
+        if missing:
+            raise PagbenchError(f"{archive} lacks cifar-10-batches-py/{', '.join(missing)}; delete it and fetch it again")
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(temporary, destination)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def read_batches(paths) -> Uint8Split:

@@ -92,9 +92,17 @@ class NpzBatchesSplit(ImageSplit):
 def build_imagenet64(data_root) -> Dataset:
     root = Path(data_root) if data_root is not None else default_root("imagenet64")
     val = _find_file(root, VAL_FILES[0])
+    if val is None and data_root is None:  # the manual-only asset imagenet64-val (<asset root>/imagenet64/)
+        from pagbench import assets
+
+        asset_folder = assets.local_path(assets.get("imagenet64-val")).parent
+        if _find_file(asset_folder, VAL_FILES[0]) is not None:
+            root = asset_folder
+            val = _find_file(root, VAL_FILES[0])
     if val is None:
         raise missing_error("imagenet64", data_root, VAL_FILES + ("train_data_batch_1.npz … train_data_batch_10.npz (for training)",),
-                            "DIR or DIR/Imagenet64_val_npz", f"get them from {WHERE}")
+                            "DIR or DIR/Imagenet64_val_npz", f"get them from {WHERE}; `pagbench assets manifest --dataset imagenet64` "
+                            f"says where pagbench looks")
     train_paths = [path for path in (_find_file(root, name) for name in TRAIN_FILES) if path is not None]
 
     def train():

@@ -2,8 +2,9 @@
 
 IDX: a big-endian header — two zero bytes, a type code (0x08 = unsigned byte), the number of
 dimensions — then one big-endian uint32 per dimension, then the values. Files are looked for in
-``DIR``, ``DIR/MNIST/raw`` (torchvision's layout) or ``DIR/raw``; downloaded from torchvision's
-MNIST mirrors when the network allows.
+``DIR``, ``DIR/MNIST/raw`` (torchvision's layout) or ``DIR/raw``; without ``--data-root`` they
+are the ``mnist-*`` assets (``pagbench assets fetch --dataset mnist-distractor``), downloaded
+from torchvision's first MNIST mirror when the network allows.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import torch
 
 from pagbench.errors import PagbenchError
 
-from .files import (check_downloaded, corrupt_error, default_root, download, existing, find_directory, missing_error, offline,
-                    read_maybe_gzip)
+from .files import check_downloaded, corrupt_error, existing, find_directory, missing_error, read_maybe_gzip
 
 FILES = {
     "train_images": "train-images-idx3-ubyte|train-images-idx3-ubyte.gz",
@@ -55,20 +55,18 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def locate(data_root) -> Path:
+    """``--data-root`` (format checks only), else pagbench's data folder, else the four MNIST
+    assets (``<asset root>/mnist/``; fetched when online, MD5-checked; offline: the error names
+    ``pagbench assets fetch``)."""
     required = list(FILES.values())
     directory = find_directory(data_root, "mnist", required, SUBDIRECTORIES)
-    if directory is None and data_root is None and not offline():
-        from torchvision.datasets import MNIST
+    if directory is None and data_root is None:
+        from pagbench import assets
 
-        target = default_root("mnist") / "MNIST" / "raw"
-        for filename, md5 in MNIST.resources:
-            for mirror in MNIST.mirrors:
-                try:
-                    download(mirror + filename, target, md5, extract=False, dataset="mnist")
-                    break
-                except PagbenchError:
-                    continue
-        directory = find_directory(data_root, "mnist", required, SUBDIRECTORIES)
+        from . import MNIST_ASSETS
+
+        paths = [assets.resolve(assets.get(name), who="dataset 'mnist-distractor'") for name, _, _ in MNIST_ASSETS.values()]
+        directory = paths[0].parent
     if directory is None:
         raise missing_error("mnist-distractor", data_root, required, "DIR, DIR/MNIST/raw or DIR/raw",
                             "the four MNIST IDX files from https://yann.lecun.com/exdb/mnist/ or a torchvision mirror")

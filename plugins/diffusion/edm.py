@@ -206,15 +206,24 @@ class NetworkUnpickler(pickle.Unpickler):
 
 
 # ---------------------------------------------------------------------------------- the file
-def fetch_url(location: str) -> bytes:
-    """The bytes at an http(s) URL (one attempt, 60 s timeout); a failure is one line."""
-    import urllib.request
+def fetch_url(location: str, sha256: str | None = None, option: str = "sha256") -> Path:
+    """Download an http(s) URL once into ``<cache dir>/downloads/<hash of the URL>/<name>`` with
+    pagbench's asset downloader (resumable ``.part``, retries, HTML pages refused, atomic move) and
+    return that path. With ``sha256`` (the provider option named ``option``) the download must
+    match it before it is stored; without, its SHA-256 is pinned on first download
+    (:mod:`pagbench.assets`). Failures are one line."""
+    from pagbench import assets
+    from pagbench.paths import cache_dir
+    from pagbench.pinned import normalise_pin
 
-    try:
-        with urllib.request.urlopen(location, timeout=60) as response:
-            return response.read()
-    except Exception as error:
-        raise PagbenchError(f"download of {location} failed: {type(error).__name__}: {error}") from None
+    pin = normalise_pin(sha256, option) if sha256 is not None else None
+    folder = hashlib.sha256(location.encode()).hexdigest()[:16]
+    entry = assets.AssetEntry(name=f"url-{folder}", filename=Path(location.split("?")[0]).name or "network.pkl",
+                              url=location, sha256=pin, folder=folder, description=location)
+    target = cache_dir() / "downloads" / folder / entry.filename
+    if target.is_file():
+        return target
+    return assets.download(entry, cache_dir() / "downloads")
 
 
 def _check_pin(data: bytes, where: str, sha256: str | None, option: str) -> str:
@@ -233,19 +242,17 @@ def _check_pin(data: bytes, where: str, sha256: str | None, option: str) -> str:
 
 def read_source(location: str, sha256: str | None = None, option: str = "sha256") -> tuple[bytes, str, str]:
     """The pickle's bytes, a display name and its SHA-256, from a local path or an http(s) URL
-    (downloaded once into ``<cache dir>/downloads``). With ``sha256`` (the provider option named
+    (downloaded once into ``<cache dir>/downloads`` by :func:`fetch_url`). With ``sha256`` (the provider option named
     ``option``) the bytes must match it — a download before it is stored, a stored download or a
     local file every time it is read — else a one-line error and nothing is stored."""
     if location.startswith(("http://", "https://")):
-        from pagbench.paths import cache_dir, write_atomic
+        from pagbench.paths import cache_dir
 
-        target = cache_dir() / "downloads" / hashlib.sha256(location.encode()).hexdigest()[:16] / Path(location).name
+        target = cache_dir() / "downloads" / hashlib.sha256(location.encode()).hexdigest()[:16] / Path(location.split("?")[0]).name
         if not target.is_file():
             if offline():
                 raise PagbenchError(f"cannot download {location} offline (PAGBENCH_OFFLINE is set); download it and pass path=FILE")
-            payload = fetch_url(location)
-            _check_pin(payload, f"the download of {location}", sha256, option)
-            write_atomic(target, lambda stream: stream.write(payload))
+            target = fetch_url(location, sha256, option)
         location = str(target)
     path = Path(location)
     if not path.is_file():

@@ -21,11 +21,37 @@ def _trusted(options) -> bool:
     return str(options.get("trust_pickle", "")).lower() in _TRUE
 
 
+def _asset_label(asset) -> str:
+    """How a result names a file that came from an asset (and a test-only table, when it did)."""
+    from pagbench import assets
+
+    label = f"asset {asset.name} ({asset.url or 'manual'})"
+    if assets.overridden(asset):
+        label += f" [TEST-ONLY asset table {assets.override_table_path()}]"
+    return label
+
+
+def _asset_location(dataset, options):
+    """(asset entry, local path) of the network: ``asset=NAME``, else the one asset declared for
+    the ``edm`` provider on ``dataset`` (fetched when missing and online). Missing offline, or
+    none declared: :class:`~pagbench.errors.MetricUnavailable` naming the way out."""
+    from pagbench import assets
+    from pagbench.errors import MetricUnavailable
+
+    name = options.get("asset")
+    entry = assets.get(str(name)) if name else assets.for_provider("edm", dataset.name)
+    if entry is None:
+        raise MetricUnavailable(f"the edm score provider has no default network for {dataset.name!r}: "
+                                f"--provider-option path=FILE_OR_URL (or asset=NAME, see `pagbench assets list`)")
+    return entry, str(assets.resolve(entry, who="the edm score provider"))
+
+
 class EdmScores(NetworkScoreProvider):
     """score₀₁ = 2·(D(x₋₁; σ₋₁, y) − x₋₁)/σ₋₁² from an EDM/EDM2 network pickle.
 
-    Options: ``path`` (file or URL, required), ``trust_pickle=1`` (required: unpickling runs
-    code), ``uncond_path`` (an unconditional pickle, for the unconditional score when ``path``
+    Options: ``path`` (file or URL; default: the asset a plugin declares for ``edm`` on the
+    dataset, e.g. ``edm-cifar10-32x32-uncond-vp`` for ``cifar10``, fetched when missing and online),
+    ``asset`` (an asset name instead), ``trust_pickle=1`` (unpickling runs code), ``uncond_path`` (an unconditional pickle, for the unconditional score when ``path``
     is class-conditional), ``sha256`` / ``uncond_sha256`` (pin the files: their SHA-256, or a prefix
     of at least 8 hex digits; a file that differs is refused), ``device``. Every file read is listed
     with its SHA-256 in ``files`` (the result's ``config.provider_files``). Default σ = 0.05 pixel units (σ₋₁ = 0.1).
@@ -40,15 +66,23 @@ class EdmScores(NetworkScoreProvider):
         from .edm import load_network_pickle, network_of, source_record
 
         location = options.get("path") or options.get("url")
-        if not location:
-            raise MetricUnavailable("the edm score provider needs a network pickle: --provider-option path=FILE_OR_URL --trust-pickle")
         trust = _trusted(options)
+        asset = None
+        if not location:  # the asset named, else the one a plugin declares for edm on this dataset
+            asset, location = _asset_location(dataset, options)
         self.configure(options)
         def pinned(option):  # a pin is passed only when given
             return {"sha256": options[option], "option": option} if options.get(option) else {}
 
-        contents, digest = load_network_pickle(location, trust, **pinned("sha256"))
+        try:
+            contents, digest = load_network_pickle(location, trust, **pinned("sha256"))
+        except PagbenchError as error:
+            if asset is not None and not options.get("asset") and "--trust-pickle" in str(error):
+                raise MetricUnavailable(f"{error} (the default network for {dataset.name!r}, asset {asset.name})") from None
+            raise
         self.files = [record for record in [source_record(location)] if record]
+        if asset is not None and self.files:
+            self.files[0] = {**self.files[0], "location": _asset_label(asset)}
         self.network = network_of(contents, location).to(self.device)
         self.image_shape = (int(self.network.img_channels), int(self.network.img_resolution), int(self.network.img_resolution))
         self.check_dataset(dataset)

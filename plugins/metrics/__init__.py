@@ -20,3 +20,10 @@ def register_metrics(register):
 
     for metric in (Accuracy(), ScoreCosine(), LpipsAlignment(), OnManifoldFraction(), ManifoldRobustness(), SignalDistractorRatio()):
         register(metric)
+
+
+@hookimpl
+def register_assets(register):
+    from .lpips_alignment import backbone_asset
+
+    register(backbone_asset())

@@ -4,8 +4,10 @@
 Grayscale images are repeated to 3 channels and images smaller than 32×32 are upsampled
 (bilinear) to 32×32 first. LPIPS is AlexNet-LPIPS v0.1 from the ``lpips`` package: its linear
 calibration layers ship with the package; the AlexNet backbone is torchvision's ImageNet weights
-(``alexnet-owt-7be5be79.pth``). When that file is missing and cannot be downloaded, the metric is
-reported unavailable with the path it looked in: it never silently runs on random weights.
+(``alexnet-owt-7be5be79.pth``), the ``alexnet`` asset (``pagbench assets fetch alexnet``). When
+that file is missing and cannot be downloaded, the metric is reported unavailable with the path
+it looked in and the fetch command: it never silently runs on random weights. A file whose hash
+differs from the pin is an error naming it, not "unavailable".
 """
 
 from __future__ import annotations
@@ -25,62 +27,106 @@ ALEXNET_SHA256_PREFIX = ALEXNET_FILE.rsplit("-", 1)[1].split(".")[0]
 MIN_SIZE = 32
 
 
+#: The asset name of the backbone (``pagbench assets fetch alexnet``).
+ASSET = "alexnet"
+
+
+def backbone_asset():
+    """The backbone's :class:`pagbench.assets.AssetEntry` (declared by this plugin's ``register_assets``)."""
+    from pagbench.assets import AssetEntry
+
+    return AssetEntry(name=ASSET, filename=ALEXNET_FILE, url=ALEXNET_URL, size=244_408_911, sha256=ALEXNET_SHA256_PREFIX,
+                      licence="BSD-3-Clause (torchvision)", metrics=("lpips_alignment",),
+                      description="torchvision's ImageNet AlexNet, the LPIPS v0.1 backbone (SHA-256 prefix as torch.hub checks)")
+
+
+def _asset():
+    """The registered backbone asset (the test-only table applied), or this plugin's own declaration."""
+    from pagbench import assets
+    from pagbench.errors import UnknownNameError
+
+    try:
+        return assets.get(ASSET)
+    except UnknownNameError:
+        return backbone_asset()
+
+
+def _pin() -> str:
+    return _asset().sha256 or ALEXNET_SHA256_PREFIX
+
+
 def backbone_path() -> Path:
-    """Where the AlexNet weights are expected: ``$PAGBENCH_LPIPS_BACKBONE`` or torch's hub cache."""
+    """Where the AlexNet weights are read: ``$PAGBENCH_LPIPS_BACKBONE``; else the ``alexnet``
+    asset (``<asset root>/alexnet/alexnet-owt-7be5be79.pth``) when present; else torch's hub
+    cache when the file is there (an earlier download); else the asset's path (where it is fetched)."""
     explicit = os.environ.get("PAGBENCH_LPIPS_BACKBONE")
     if explicit:
         return Path(explicit)
+    from pagbench import assets
+
+    entry = _asset()
+    path = assets.local_path(entry)
+    if path.exists() or assets.overridden(entry):
+        return path
     import torch
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    return hub if hub.exists() else path
 
 
 def _reachable() -> bool:
-    """Whether download.pytorch.org answers (a 3 s connection attempt)."""
+    """Whether the backbone's host answers (a 3 s connection attempt)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(_asset().url or ALEXNET_URL)
     try:
-        socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
-    except OSError:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=3).close()
+    except (OSError, TypeError):
         return False
     return True
 
 
 def _fetch(url: str, path: Path) -> None:
-    """Download ``url`` to ``path`` (torch.hub's downloader, which checks the hash prefix too)."""
-    import torch
+    """Download the backbone asset to ``path`` with pagbench's asset downloader (resumable,
+    hash-checked against the published prefix before it is moved into place)."""
+    from pagbench import assets
 
-    torch.hub.download_url_to_file(url, str(path), hash_prefix=ALEXNET_SHA256_PREFIX, progress=False)
+    assets.download(_asset())
 
 
 def _try_download(path: Path) -> bool:
     """Fetch the backbone where the network allows; False when offline or unreachable. A
-    download whose SHA-256 does not start with :data:`ALEXNET_SHA256_PREFIX` is deleted and refused."""
+    download whose SHA-256 does not start with the pin is never kept and is refused (one line)."""
+    from pagbench.errors import PagbenchError
+
     if offline() or not _reachable():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _fetch(ALEXNET_URL, path)
+        _fetch(_asset().url or ALEXNET_URL, path)
+    except PagbenchError as error:
+        if "not the" in str(error):
+            raise
+        return False
     except Exception:
         return False
     if path.exists():
         try:
             _check_pinned_backbone(path)
-        except MetricUnavailable:
+        except PagbenchError:
             path.unlink()  # a download that is not the pinned file is never kept
             raise
     return path.exists()
 
 
 def _check_pinned_backbone(path: Path) -> None:
-    """Refuse (one line) a backbone file whose SHA-256 does not start with the 8 hex digits in its
-    published name; the digest is computed once per (size, mtime) (:func:`pagbench.pinned.file_digest`)."""
-    from pagbench.errors import PagbenchError
+    """Refuse (one-line :class:`~pagbench.errors.PagbenchError` naming the file, not "unavailable")
+    a backbone file whose SHA-256 does not start with the 8 hex digits in its published name; the
+    digest is computed once per (size, mtime) (:func:`pagbench.pinned.file_digest`)."""
     from pagbench.pinned import check_pinned
 
-    try:
-        check_pinned(path, ALEXNET_SHA256_PREFIX, what="LPIPS AlexNet backbone",
-                     remedy=f"delete it and put torchvision's {ALEXNET_FILE} there (or set PAGBENCH_LPIPS_BACKBONE)")
-    except PagbenchError as error:
-        raise MetricUnavailable(str(error)) from None
+    check_pinned(path, _pin(), what="LPIPS AlexNet backbone",
+                 remedy=f"delete it and run `pagbench assets fetch {ASSET}` (or set PAGBENCH_LPIPS_BACKBONE)")
 
 
 _BUILT: dict = {}
@@ -117,8 +163,8 @@ def check_backbone(random_backbone: bool = False) -> None:
     if not path.exists():
         if not _try_download(path):
             raise MetricUnavailable(
-                f"LPIPS AlexNet backbone weights not found at {path} (offline); put {ALEXNET_FILE} "
-                f"there or set PAGBENCH_LPIPS_BACKBONE"
+                f"LPIPS AlexNet backbone weights not found at {path} (offline); run `pagbench assets fetch {ASSET}`, "
+                f"or put {ALEXNET_FILE} there or set PAGBENCH_LPIPS_BACKBONE"
             )
         downloaded = True
     if not zipfile.is_zipfile(path):
@@ -138,7 +184,12 @@ def backbone_record(random_backbone: bool = False) -> dict:
         digest = file_digest(path)
     except OSError:
         return {"backbone": str(path)}
-    return {"backbone": str(path), "backbone_sha256": digest, "backbone_pinned": matches(digest, ALEXNET_SHA256_PREFIX)}
+    record = {"backbone": str(path), "backbone_sha256": digest, "backbone_pinned": matches(digest, _pin())}
+    from pagbench import assets
+
+    if not user_supplied_backbone() and assets.overridden(_asset()):
+        record["asset_table"] = f"TEST-ONLY override {assets.override_table_path()}"
+    return record
 
 
 def build_lpips(random_backbone: bool = False):
@@ -199,7 +250,6 @@ class LpipsAlignment(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
-    value_ranges = {"lpips_alignment": (-float("inf"), 1.0)}  # LPIPS is a distance >= 0 (not bounded above)
 
     def __init__(self, random_backbone: bool = False):
         self.random_backbone = random_backbone
