@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .leaderboard import DEFAULT_ROOT, Entry, load_entries, safe_name
+from .leaderboard import DEFAULT_ROOT, Entry, configuration, load_entries, safe_name
 
 #: The site's folder inside the leaderboard folder.
 SITE = "site"
@@ -72,19 +72,17 @@ def text(value, limit: int | None = None) -> str:
 
 
 def safe_url(value) -> str | None:
-    """``value`` when it is an absolute http(s) URL with a host and no whitespace or control
-    characters, else None (``javascript:``, ``data:``, relative and malformed URLs)."""
-    if not isinstance(value, str) or not value or len(value) > 2048:
-        return None
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 or ch in "\"'<>\\`" for ch in value):
+    """``value`` when the markdown board would link it too (:data:`pagbench.board._SAFE_URL`: an
+    absolute http(s) URL without whitespace, quotes, brackets or backslashes) and it has a host
+    and at most 2048 characters, else None (``javascript:``, ``data:``, relative URLs)."""
+    from .board import _SAFE_URL
+
+    if not isinstance(value, str) or len(value) > 2048 or not _SAFE_URL.match(value):
         return None
     try:
-        parts = urlsplit(value)
+        return value if urlsplit(value).hostname else None
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return value
 
 
 def link(url, label=None, limit: int | None = MAX_CELL_CHARS) -> str:
@@ -242,12 +240,6 @@ def _sanity_html(entry: Entry) -> str:
     return f'<span class="flag">{FLAG_MARK}</span> ' + text(", ".join(shown), MAX_CELL_CHARS)
 
 
-def _configuration(entry: Entry) -> dict:
-    from .board import _configuration as configuration
-
-    return configuration(entry)
-
-
 def _differences(config: dict, common: dict) -> str:
     from .board import _short
 
@@ -355,7 +347,7 @@ def _dataset_section(dataset: str, rows: list[Entry], index: int, root: Path, ex
                  *(f"<td>{text(_plain(extra_cells[column.name][entry.path]), MAX_CELL_CHARS)}</td>" for column in extra),
                  f'<td class="num" data-sort="{_sort_value(images) if isinstance(images, (int, float)) else ""}">{esc(images)}</td>',
                  f"<td>{text(entry.result.get('pagbench_version', '-'), 40)}</td>",
-                 f"<td>{_differences(_configuration(entry), common)}</td>",
+                 f"<td>{_differences(configuration(entry), common)}</td>",
                  f"<td>{thumb}</td>"]
         body.append(f'<tr data-rank="{rank}" data-regime="{esc(regime)}" data-architecture="{esc(architecture)}" '
                     f'data-search="{esc(search)}">' + "".join(cells) + "</tr>")
@@ -592,7 +584,7 @@ def render_entry_page(entry: Entry, root: str | Path = DEFAULT_ROOT, rank: int |
     else:
         body.append("<p>Unchecked (the entry predates the sanity checks).</p>")
     body.append(sanity_legend_html())
-    body.append(f"<h2>Configuration</h2>{_config_list(_configuration(entry))}")
+    body.append(f"<h2>Configuration</h2>{_config_list(configuration(entry))}")
     body.append("<details><summary>Everything the run recorded (config)</summary>" + value_html(entry.config, None) + "</details>")
     gallery = _gallery(entry, root)
     body.append("<h2>Gradient gallery</h2>")
