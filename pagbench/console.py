@@ -30,6 +30,10 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
             low, high, count = float(low), float(high), int(count)
             if low <= 0 or high <= 0 or count < 1:
                 raise ValueError
+            from .validation import MAX_GRID_POINTS
+
+            if count > MAX_GRID_POINTS:
+                raise PagbenchError(f"{option}: {count} points asked for ({text!r}); at most {MAX_GRID_POINTS}")
             if count == 1:
                 return (low,)
             ratio = (high / low) ** (1.0 / (count - 1))

@@ -93,26 +93,15 @@ def _one_of(what: str, choices: tuple[str, ...]):
 def _check_sigma(value):
     if value is None:
         return
-    from .validation import finite
+    from .validation import pixel_scale
 
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= 0:
-        raise PagbenchError(f"--sigma must be >= 0 (pixel units), got {value}")
-    finite(value, "--sigma", 0.0)
+    pixel_scale(value, "--sigma", strict=False)
 
 
 def _check_sigmas(value):
-    if value is None:
-        return
-    from .validation import finite
+    from .validation import check_grid
 
-    if not value:
-        raise PagbenchError("--sigmas: empty list")
-    for sigma in value:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-            raise PagbenchError(f"--sigmas expects numbers, got {sigma!r}")
-        if not sigma >= 0:
-            raise PagbenchError(f"--sigmas values must be >= 0 (pixel units), got {sigma}")
-        finite(sigma, "--sigmas", 0.0)
+    check_grid(value, "--sigmas", strict=False)
 
 
 def _sigmas(value):

@@ -153,19 +153,12 @@ def default_result_path(result: dict, directory: str | Path = "results") -> Path
 
 
 def check_writable(path: str | Path) -> None:
-    """Fail early (before any compute) if ``path`` cannot be written."""
-    import os
+    """Fail early (before any compute) if ``path`` cannot be written: see
+    :func:`pagbench.paths.check_writable_file` (only a regular file is replaced; the folder must
+    accept new files)."""
+    from .paths import check_writable_file
 
-    path = Path(path)
-    if path.is_dir():
-        raise PagbenchError(f"output path {path} is a directory")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise PagbenchError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PagbenchError(f"cannot write {path}: {parent} is not writable")
+    check_writable_file(path, "output")
 
 
 def write_result(result: dict, path: str | Path) -> Path:

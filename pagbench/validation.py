@@ -21,6 +21,12 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 #: Option keys every provider accepts: trust is granted by the command line (see pagbench.trust),
 #: and ``--trust-pickle`` is passed to every provider.
 ALWAYS_ACCEPTED = ("trust_pickle",)
+#: Most points a grid (``--sigmas``, ``--epsilons``, ``--noise-levels``) may have: each point is a
+#: pass over every image (a score, or a forward pass per direction).
+MAX_GRID_POINTS = 1000
+#: Largest σ, ε or noise level, in [0,1] pixel units: an image spans 1, so at 1e3 nothing of it is
+#: left, and far beyond it σ² overflows.
+MAX_PIXEL_SCALE = 1e3
 
 
 def finite(value, option: str, minimum: float | None = None, strict: bool = False) -> float:
@@ -34,6 +40,16 @@ def finite(value, option: str, minimum: float | None = None, strict: bool = Fals
     if minimum is not None and (number <= minimum if strict else number < minimum):
         raise PagbenchError(f"{option} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
     return number
+
+
+def card_strength(value, what: str) -> float | None:
+    """A model card's regime strength (``card.strength``, a Python card's ``strength``, a strength
+    read from a checkpoint or a model-info file): None (unset) or a finite number ≥ 0, as a float."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise PagbenchError(f"{what} must be a number, got {value!r}")
+    return finite(value, what, 0.0)
 
 
 def check_device(device: str) -> None:
@@ -62,19 +78,12 @@ def memory_cache_bytes() -> int:
 
 
 def check_folder(path, what: str) -> None:
-    """``path`` is a folder, or can be created as one (no file in the way; writable ancestor)."""
-    from pathlib import Path
+    """``path`` is a folder files can be created in, or can be created as one (no file in the way,
+    its nearest existing ancestor accepts new files; probed, so /proc or a read-only file system
+    is refused even for root): :func:`pagbench.paths.check_writable_folder`."""
+    from .paths import check_writable_folder
 
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise PagbenchError(f"{what} {path} is a file, not a folder")
-    ancestor = path
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if ancestor.exists() and not ancestor.is_dir():
-        raise PagbenchError(f"{what} {path} cannot be created: {ancestor} is a file")
-    if ancestor.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PagbenchError(f"{what} {path} is not writable ({ancestor} is not writable)")
+    check_writable_folder(path, what)
 
 
 def check_cache_dir() -> None:
@@ -83,13 +92,28 @@ def check_cache_dir() -> None:
     check_folder(cache_dir(), "cache directory (PAGBENCH_CACHE_DIR)")
 
 
-def _check_grid(values, option: str) -> None:
+def pixel_scale(value, option: str, strict: bool = True) -> float:
+    """A σ, ε or noise level: finite, > 0 (≥ 0 unless ``strict``) and ≤ :data:`MAX_PIXEL_SCALE`."""
+    if isinstance(value, bool):
+        raise PagbenchError(f"{option} must be a number, got {value!r}")
+    number = finite(value, option, 0.0, strict=strict)
+    if number > MAX_PIXEL_SCALE:
+        raise PagbenchError(f"{option} must be <= {MAX_PIXEL_SCALE:g} ([0,1] pixel units), got {value!r}")
+    return number
+
+
+def check_grid(values, option: str, strict: bool = True) -> None:
+    """A grid: 1 to :data:`MAX_GRID_POINTS` values, each a :func:`pixel_scale`."""
     if values is None:
         return
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise PagbenchError(f"{option} must be a sequence of numbers, got {values!r}")
     if len(values) == 0:
         raise PagbenchError(f"{option} is empty")
+    if len(values) > MAX_GRID_POINTS:
+        raise PagbenchError(f"{option} has {len(values)} points; at most {MAX_GRID_POINTS}")
     for value in values:
-        finite(value, option, 0.0, strict=True)
+        pixel_scale(value, option, strict)
 
 
 def in_grid(value: float, grid) -> bool:
@@ -100,11 +124,11 @@ def in_grid(value: float, grid) -> bool:
 
 def check_numbers(options) -> None:
     if options.sigma is not None:
-        finite(options.sigma, "--sigma", 0.0)
-    _check_grid(options.robustness_epsilons, "--epsilons")
-    _check_grid(options.noise_levels, "--noise-levels")
+        pixel_scale(options.sigma, "--sigma", strict=False)
+    check_grid(options.robustness_epsilons, "--epsilons")
+    check_grid(options.noise_levels, "--noise-levels")
     if options.headline_epsilon is not None:
-        finite(options.headline_epsilon, "--headline-epsilon", 0.0, strict=True)
+        pixel_scale(options.headline_epsilon, "--headline-epsilon")
         if options.robustness_epsilons is not None and not in_grid(options.headline_epsilon, options.robustness_epsilons):
             grid = ",".join(f"{value:g}" for value in options.robustness_epsilons)
             raise PagbenchError(f"--headline-epsilon {options.headline_epsilon:g} is not in the ε grid ({grid}); add it to --epsilons")
@@ -113,8 +137,8 @@ def check_numbers(options) -> None:
 def check_model_options(options: dict) -> None:
     """Numbers that describe the model must be finite: ``card.strength``, ``mean``, ``std`` (> 0)."""
     for key, value in (options or {}).items():
-        if key == "card.strength" and value not in (None, ""):
-            finite(value, f"--model-option {key}", 0.0)
+        if key == "card.strength":
+            card_strength(value, f"--model-option {key}")
         elif key in ("mean", "std") and isinstance(value, str):
             for part in value.split(","):
                 finite(part, f"--model-option {key}", 0.0 if key == "std" else None, strict=key == "std")

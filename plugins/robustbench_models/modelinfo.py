@@ -20,6 +20,7 @@ text given. Pure Python (no torch, no robustbench).
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -56,12 +57,16 @@ def _number(text, where: str, field: str):
     if text is None or str(text).strip().lower() in ("", "null", "none", "n/a", "-"):
         return None
     if isinstance(text, (int, float)):
-        return float(text)
-    value = str(text).strip().rstrip("%").strip()
-    try:
-        return float(Fraction(value)) if "/" in value else float(value)
-    except (ValueError, ZeroDivisionError):
-        raise PagbenchError(f"{where}: field {field!r} is {text!r}, not a number or fraction") from None
+        number = float(text)
+    else:
+        value = str(text).strip().rstrip("%").strip()
+        try:
+            number = float(Fraction(value)) if "/" in value else float(value)
+        except (ValueError, ZeroDivisionError, OverflowError):
+            raise PagbenchError(f"{where}: field {field!r} is {text!r}, not a number or fraction") from None
+    if not math.isfinite(number):
+        raise PagbenchError(f"{where}: field {field!r} is {text!r}, not a finite number")
+    return number
 
 
 def convert(raw: dict, threat_model: str, where: str) -> dict:
@@ -70,9 +75,13 @@ def convert(raw: dict, threat_model: str, where: str) -> dict:
     for ours, theirs in ACCURACIES:
         value = _number(raw.get(theirs), where, theirs)
         if value is not None:
+            if value < 0 or (value > 100 and not ours.startswith("corruptions_mce")):  # an mCE may pass 100
+                raise PagbenchError(f"{where}: field {theirs!r} is {raw.get(theirs)!r}, not a percentage in 0..100")
             entry[ours] = round(value / 100, 6)
     if threat_model in ("Linf", "L2") and raw.get("eps") not in (None, ""):
-        entry["eps"] = _number(raw["eps"], where, "eps")
+        from pagbench.validation import pixel_scale
+
+        entry["eps"] = pixel_scale(_number(raw["eps"], where, "eps"), f"{where}: field 'eps'", strict=False)
         entry["eps_text"] = str(raw["eps"])
     # the robust accuracy RobustBench's leaderboard shows: "external" where given, else AutoAttack's
     field, robust = ("external", entry["external_accuracy"]) if "external_accuracy" in entry else ("autoattack_acc", entry.get("autoattack_accuracy"))

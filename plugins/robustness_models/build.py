@@ -106,16 +106,28 @@ def _number(value):
     return None
 
 
-def _regime(args: dict):
-    """(regime, strength) from stored training arguments; ("unspecified", None) without them."""
+def _regime(args: dict, where: str):
+    """(regime, strength) from stored training arguments; ("unspecified", None) without them.
+
+    A stored ``eps`` that is not a finite number ≥ 0 (``"8/0"``, ``1e999``, NaN, ``"abc"``) is a
+    one-line :class:`PagbenchError` naming the file ``where``, before anything is evaluated (the
+    same check as ``--model-option card.strength``); an absent ``eps`` leaves the strength unset."""
+    from pagbench.validation import card_strength
+
     if "adv_train" not in args:
         return "unspecified", None
     if not args["adv_train"]:
         return "standard", None
-    try:
-        strength = float(eval_free(args.get("eps")))
-    except (TypeError, ValueError):
+    raw = args.get("eps")
+    what = f"robustness-library checkpoint {where}: stored args.eps"
+    if raw is None:
         strength = None
+    else:
+        try:
+            value = eval_free(raw)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            raise PagbenchError(f"{what} {raw!r} is not a number") from None
+        strength = card_strength(value, what)
     return ("pgd" if str(args.get("constraint")) == "2" else f"adversarial ({args.get('constraint')})"), strength
 
 
@@ -204,7 +216,7 @@ def robustness_model(name: str, dataset, options: dict) -> BuiltModel:
     if args:
         provenance["training_args"] = {k: args[k] for k in RECORDED_ARGS if k in args}
     source = f"file {resolved} (sha256 {checkpoint.sha256[:16]})"
-    regime, strength = _regime(args)
+    regime, strength = _regime(args, path)
 
     if isinstance(weights, torch.nn.DataParallel):
         weights = weights.module

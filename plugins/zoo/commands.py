@@ -114,13 +114,14 @@ def add_commands(cli: click.Group) -> None:
         from .sweep import job_commands, report, run, strengths_for, write_jobs
 
         trainers().get(regime)
-        if strengths and grid:
+        if strengths is not None and grid is not None:
             raise PagbenchError("give --strengths or --grid, not both")
         if seeds < 1:
             raise PagbenchError(f"--seeds must be >= 1, got {seeds}")
         if epochs is not None and epochs <= 0:
             raise PagbenchError(f"--epochs must be positive, got {epochs}")
-        chosen = strengths_for(regime, preset, parse_floats(strengths or grid, "--strengths" if strengths else "--grid"))
+        given, flag = (strengths, "--strengths") if strengths is not None else (grid, "--grid")
+        chosen = strengths_for(regime, preset, parse_floats(given, flag))  # an empty --strengths '' is an error
         output = Path(output_dir or f"results/sweep-{dataset}-{regime}")
         overrides = {"epochs": epochs} if epochs else {}
         if amp != "off":
@@ -130,10 +131,27 @@ def add_commands(cli: click.Group) -> None:
             recipe_for(dataset, regime, strength, seed=seed_offset, preset=preset, **overrides).validate()
         if compile_model and regime == "gnorm":
             raise PagbenchError("--compile excludes gnorm: compiled graphs do not support the double backward of its input-gradient penalty")
+        # the evaluation's options are checked as `evaluate` checks them, before jobs are written or anything trains
+        # (an empty --sigmas '' or --epsilons '' is an error, not dropped)
+        evaluation = dict(num_images=num_images, batch_size=batch_size, robustness_epsilons=parse_floats(epsilons, "--epsilons"))
+        if sigmas is not None:
+            evaluation["sigmas"] = parse_floats(sigmas, "--sigmas")
+        from pagbench.options import EvaluationOptions
+        from pagbench.paths import check_writable_file
+        from pagbench.validation import check_folder
+
+        EvaluationOptions(model="-", dataset=dataset, **evaluation).validate()  # the device is the jobs' to check
+        if not emit_jobs and not no_report and max(chosen) <= 0:
+            raise PagbenchError("a sweep figure needs at least one positive strength (--strengths gave only 0); "
+                                "add one, or pass --no-report to only train and evaluate")
+        if emit_jobs:
+            check_writable_file(emit_jobs, "--emit-jobs")
+        else:
+            check_folder(output, "--output-dir")
         if emit_jobs:
             extra = ["--num-images", str(num_images), "--device", device] + (["--epochs", str(epochs)] if epochs else [])
-            extra += ["--epsilons", epsilons] if epsilons else []
-            extra += ["--sigmas", sigmas] if sigmas else []
+            extra += ["--epsilons", epsilons] if epsilons is not None else []
+            extra += ["--sigmas", sigmas] if sigmas is not None else []
             extra += ["--data-root", data_root] if data_root else []
             extra += _switch_arguments(device_data, channels_last, amp, compile_model, deterministic)
             write_jobs(Path(emit_jobs), job_commands(dataset, regime, chosen, seeds, preset, output, extra))
@@ -143,12 +161,6 @@ def add_commands(cli: click.Group) -> None:
             time_minutes=time_minutes, partition=partition, wait=wait).items() if value is not None})
         slurm_given = any(value is not None for value in (cluster, max_parallel, gpus_per_job, cpus_per_job, time_minutes, partition, wait))
         resolved = check_launcher(launcher, settings, device, slurm_given)
-        evaluation = dict(num_images=num_images, batch_size=batch_size, robustness_epsilons=parse_floats(epsilons, "--epsilons"))
-        if sigmas:
-            evaluation["sigmas"] = parse_floats(sigmas, "--sigmas")
-        from pagbench.options import EvaluationOptions
-
-        EvaluationOptions(model="-", dataset=dataset, **evaluation).validate()  # bad grids fail before any training
         seed_range = range(seed_offset, seed_offset + seeds)
         if launcher == "submitit":
             jobs = [SweepJob(dataset=dataset, regime=regime, strength=strength, seed=seed, preset=preset, output_dir=str(output),

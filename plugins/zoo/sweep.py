@@ -28,9 +28,10 @@ def strengths_for(regime: str, preset: str, strengths: tuple[float, ...] | None)
         strengths = grid
     if not strengths:
         raise PagbenchError("the strength grid is empty")
+    from pagbench.validation import card_strength
+
     for value in strengths:
-        if not value >= 0:
-            raise PagbenchError(f"strengths must be >= 0, got {value}")
+        card_strength(value, "strengths")  # finite and >= 0, as a model card's strength
     return sorted({0.0, *map(float, strengths)})
 
 
