@@ -50,7 +50,32 @@ def _input_size(value) -> tuple[int, int] | None:
     return (parts[0], parts[1])
 
 
+def _checked_card(card: ModelCard, where: str = "pagbench.evaluate") -> ModelCard:
+    """``card`` with the checks the CLI applies to ``--model-option card.FIELD``: a strength is
+    None or a finite number ≥ 0 (stored as a float), text fields are strings."""
+    from .validation import card_strength
+
+    strength = card_strength(card.strength, f"{where}: card strength")
+    for item in dataclasses.fields(ModelCard):
+        value = getattr(card, item.name)
+        if item.name in ("strength", "provenance", "requires_finetuning") or value is None:
+            continue
+        if item.name == "seed":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PagbenchError(f"{where}: card seed must be a whole number, got {value!r}")
+            continue
+        if not isinstance(value, str):
+            raise PagbenchError(f"{where}: card {item.name} must be text, got {value!r}")
+    if not isinstance(card.provenance, dict):
+        raise PagbenchError(f"{where}: card provenance must be a dict, got {type(card.provenance).__name__}")
+    return dataclasses.replace(card, strength=strength) if strength != card.strength else card
+
+
 def _card(card, architecture: str, provenance: dict) -> ModelCard:
+    return _checked_card(_plain_card(card, architecture, provenance))
+
+
+def _plain_card(card, architecture: str, provenance: dict) -> ModelCard:
     if card is None:
         return ModelCard(
             architecture=architecture, dataset="unspecified", regime="unspecified",
@@ -152,6 +177,7 @@ def evaluate(model, **options):
 
     all_options, loaded = [], []
     keys = list(model) if named else [None] * len(items)
+    used: dict[str, int] = {}  # default names given so far: a second module of one class is NAME-2
     for key, item in zip(keys, items):
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise PagbenchError(f"pagbench.evaluate: model names must be non-empty strings, got {key!r}")
@@ -161,7 +187,14 @@ def evaluate(model, **options):
             all_options.append(EvaluationOptions.create(model=item, **options))
             loaded.append(None)
         elif _is_module(item):
-            wrapped = wrap_module(item, **({**module_arguments, "name": key} if key is not None else module_arguments))
+            arguments = dict(module_arguments)
+            if key is not None:
+                arguments["name"] = key
+            elif "name" not in arguments:
+                base = f"module:{type(item).__name__}"
+                used[base] = used.get(base, 0) + 1
+                arguments["name"] = base if used[base] == 1 else f"{base}-{used[base]}"
+            wrapped = wrap_module(item, **arguments)
             if options.get("model_options"):
                 raise PagbenchError("pagbench.evaluate: model_options apply to registered models; a module is used as it is")
             all_options.append(EvaluationOptions.create(model=wrapped.name, **options))
@@ -196,19 +229,30 @@ def register_model(model, factory=None, *, card: ModelCard | None = None, descri
             raise PagbenchError("register_model: give either an entry or a name with a factory, not both")
         entry = model
     elif isinstance(model, str) and model:
+        architecture = None
         if factory is None:
             raise PagbenchError(f"register_model({model!r}): give a factory or a torch.nn.Module")
         if _is_module(factory):
             module = factory
 
             def factory(name, dataset, device, _module=module):
-                return _module
+                return _module  # evaluated as it is; the runner puts its mode and flags back afterwards
+
+            def architecture(name, dataset, device, _module=module):
+                import copy
+
+                return copy.deepcopy(_module)  # checkpoint:FILE --arch NAME loads into a copy, never the object
 
         elif not callable(factory):
             raise PagbenchError(f"register_model({model!r}): factory must be callable or a torch.nn.Module, got {type(factory).__name__}")
+        if card is not None:
+            if not isinstance(card, ModelCard):
+                raise PagbenchError(f"register_model({model!r}): card must be a pagbench.ModelCard, got {type(card).__name__}")
+            card = _checked_card(card, f"register_model({model!r})")
         entry = ModelEntry(
             name=model,
             factory=factory,
+            architecture=architecture,
             card=card or ModelCard(architecture="unspecified", dataset="unspecified", regime="unspecified",
                                    source="registered in-process with pagbench.register_model", description=description),
         )

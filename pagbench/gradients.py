@@ -50,6 +50,24 @@ def class_weights(logits: "torch.Tensor", labels: "torch.Tensor", gradient: str)
     return weights
 
 
+def check_logits(logits, batch: int, labels=None, num_classes: int | None = None) -> None:
+    """A one-line :class:`PagbenchError` unless ``logits`` is a (batch, num_classes) tensor with a
+    column for every label: a model whose output ignores the batch, or changes its shape after
+    the first call, is reported as such rather than failing inside the gradient's indexing."""
+    import torch
+
+    if not isinstance(logits, torch.Tensor):
+        raise PagbenchError(f"model returned a {type(logits).__name__} for a batch of {batch} images, expected a logits tensor")
+    shape = tuple(logits.shape)
+    expected = f"({batch}, {num_classes if num_classes is not None else 'num_classes'})"
+    wrong = logits.ndim != 2 or shape[0] != batch or (num_classes is not None and shape[1] != num_classes)
+    if not wrong and labels is not None and labels.numel() and int(labels.max()) >= shape[1]:
+        wrong = True
+    if wrong:
+        raise PagbenchError(f"model output has shape {shape} for a batch of {batch} images; expected {expected} logits "
+                            "(does the model's output ignore the batch, or change after its first call?)")
+
+
 def input_gradients(model, images: "torch.Tensor", labels: "torch.Tensor", gradient: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Logits (B, Y) and the chosen input gradient (B, C, H, W) float64, in one forward/backward.
 
@@ -60,6 +78,7 @@ def input_gradients(model, images: "torch.Tensor", labels: "torch.Tensor", gradi
     inputs = images.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = model(inputs)
+        check_logits(logits, images.shape[0], labels)
         weights = class_weights(logits, labels, gradient)
         scale = weights.abs().amax(dim=1)
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))

@@ -29,6 +29,43 @@ class LoadedModel:
     #: :func:`pagbench.sanity.training_layers` of the module as its factory returned it, before
     #: pagbench's ``eval()`` (None: not taken; the runner then takes it from ``module``)
     handed_over: dict | None = None
+    #: :class:`ModuleState` of the module as it was handed over, restored after the evaluation
+    #: (None: not taken yet; the runner takes it before its ``eval()``)
+    original: "ModuleState | None" = None
+
+
+class ModuleState:
+    """What evaluating changes in a module, captured before and put back after, so the caller's
+    own object is left as it was: every submodule's train/eval mode, every parameter's
+    ``requires_grad`` and, when all its tensors were on one device, that device.
+
+    Restoring rather than evaluating a copy: a copy of a large model costs its memory again, while
+    this costs a flag per submodule and parameter. (A change of ``--dtype`` is lossy, so the runner
+    converts a copy instead; see ``pagbench.runner``.)
+    """
+
+    def __init__(self, module):
+        self.module = module
+        self.training = [(submodule, submodule.training) for submodule in module.modules()]
+        self.requires_grad = [(parameter, parameter.requires_grad) for parameter in module.parameters()]
+        devices = {tensor.device for tensor in (*module.parameters(), *module.buffers())}
+        self.device = devices.pop() if len(devices) == 1 else None
+
+    def restore(self) -> None:
+        """Put the captured modes, ``requires_grad`` flags and device back."""
+        if self.device is not None and any(t.device != self.device for t in (*self.module.parameters(), *self.module.buffers())):
+            self.module.to(self.device)
+        for submodule, training in self.training:
+            submodule.training = training
+        for parameter, requires_grad in self.requires_grad:
+            parameter.requires_grad_(requires_grad)
+
+
+def restore_models(models) -> None:
+    """:meth:`ModuleState.restore` for every :class:`LoadedModel` in ``models`` that captured one."""
+    for loaded in models:
+        if loaded is not None and loaded.original is not None:
+            loaded.original.restore()
 
 
 def normalize_module(mean, std, clamp: bool = False):
@@ -152,10 +189,9 @@ def _card_overrides(options: dict) -> dict:
             allowed = ", ".join(f"card.{n}" for n in fields if n not in ("provenance", "requires_finetuning"))
             raise PagbenchError(f"--model-option {key}: not a model card field (choose from {allowed})")
         if field_name == "strength":
-            try:
-                value = None if value in (None, "") else float(value)
-            except (TypeError, ValueError):
-                raise PagbenchError(f"--model-option {key}: expected a number, got {value!r}") from None
+            from .validation import card_strength
+
+            value = card_strength(value, f"--model-option {key}")
         overrides[field_name] = value
     return overrides
 
@@ -167,6 +203,8 @@ def load_model(name: str, dataset, device: str = "cpu", options: dict | None = N
     ``replace_head``, anything from ``--model-option``); ``card.FIELD`` options override the
     model card.
     """
+    import torch
+
     from .registry import models
 
     options = dict(options or {})
@@ -184,7 +222,9 @@ def load_model(name: str, dataset, device: str = "cpu", options: dict | None = N
     from .sanity import training_layers
 
     handed_over = training_layers(module)  # what the module would do as built, before eval()
-    return LoadedModel(name, prepare_for_evaluation(module, resolve_device(device)), card, registry.owner(name), handed_over)
+    original = ModuleState(module) if isinstance(module, torch.nn.Module) else None  # e.g. a registered user object
+    return LoadedModel(name, prepare_for_evaluation(module, resolve_device(device)), card, registry.owner(name), handed_over,
+                       original)
 
 
 def build_architecture(name: str, dataset, options: dict | None = None):
@@ -209,28 +249,33 @@ def build_architecture(name: str, dataset, options: dict | None = None):
 
 
 def check_output_shape(model, dataset, device, split: str | None = None) -> None:
-    """Run one image of ``split`` (default: the dataset's first split) through the model; raise
-    a clear error if the output is not a (1, num_classes) logits tensor."""
+    """Run one image of ``split`` (default: the dataset's first split), then two, through the
+    model; raise a clear error if the output is not a (batch, num_classes) logits tensor (two
+    images catch an output that ignores the batch before any compute)."""
     import torch
 
     split_name = split if split is not None else next(iter(dataset.splits))
-    sample = dataset.split(split_name).batch([0]).images.to(device)
-    with torch.no_grad():
-        try:
-            output = model(sample)
-        except Exception as error:
+    chosen = dataset.split(split_name)
+    for count in (1, 2) if len(chosen) > 1 else (1,):
+        sample = chosen.batch(list(range(count))).images.to(device)
+        with torch.no_grad():
+            try:
+                output = model(sample)
+            except Exception as error:
+                raise PagbenchError(
+                    f"model failed on a {tuple(sample.shape)} image of dataset {dataset.name!r}: {type(error).__name__}: {error}"
+                ) from error
+        if not isinstance(output, torch.Tensor):
+            hint = (
+                " (for a module returning (logits, ...), pass output=0 to pagbench.evaluate or --model-option output=0)"
+                if isinstance(output, (tuple, list))
+                else ""
+            )
+            raise PagbenchError(f"model returned a {type(output).__name__}, expected a logits tensor{hint}")
+        if tuple(output.shape) != (count, dataset.num_classes):
+            ignores = f" for a batch of 2 images (after {first} for one)" if count == 2 else ""
             raise PagbenchError(
-                f"model failed on a {tuple(sample.shape)} image of dataset {dataset.name!r}: {type(error).__name__}: {error}"
-            ) from error
-    if not isinstance(output, torch.Tensor):
-        hint = (
-            " (for a module returning (logits, ...), pass output=0 to pagbench.evaluate or --model-option output=0)"
-            if isinstance(output, (tuple, list))
-            else ""
-        )
-        raise PagbenchError(f"model returned a {type(output).__name__}, expected a logits tensor{hint}")
-    if tuple(output.shape) != (1, dataset.num_classes):
-        raise PagbenchError(
-            f"model output has shape {tuple(output.shape)} but dataset {dataset.name!r} needs "
-            f"(batch, {dataset.num_classes}) logits"
-        )
+                f"model output has shape {tuple(output.shape)}{ignores} but dataset {dataset.name!r} needs "
+                f"(batch, {dataset.num_classes}) logits"
+            )
+        first = tuple(output.shape)

@@ -22,7 +22,7 @@ from .aggregate import summarize
 from .attributions import AttributionTarget, build_attribution
 from .cache import GeometryCache
 from .errors import DegenerateImagesWarning, MetricUnavailable, PagbenchError
-from .gradients import input_gradients
+from .gradients import check_logits, input_gradients
 from .options import EvaluationOptions
 from .scores import PAIRED_SCORE
 
@@ -188,6 +188,10 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
     from .sanity import training_layers
 
     handed_over = loaded.handed_over if loaded.handed_over is not None else training_layers(loaded.module)
+    if loaded.original is None:  # e.g. the caller's own module: its mode and flags are put back afterwards
+        from .models import ModuleState
+
+        loaded.original = ModuleState(loaded.module)
     loaded.module = prepare_for_evaluation(loaded.module, device)  # eval mode before any forward pass
     check_output_shape(loaded.module, dataset, device, split=options.split)
     if options.dtype != "float32":  # models are float32 by contract: float32 leaves them as they are
@@ -199,9 +203,18 @@ def prepare(options: EvaluationOptions, model=None, shared: SharedSetup | None =
 
 def _in_dtype(module, dtype, name: str, dataset, device, split: str):
     """``module`` converted to ``dtype`` (in place, like ``Module.to``), checked on one image of
-    ``split`` in that precision: a model that cannot run in it is a one-line error before compute."""
+    ``split`` in that precision: a model that cannot run in it is a one-line error before compute.
+    A copy is converted (a round trip through bfloat16 would change the weights of the caller's
+    object); a module that cannot be copied is converted in place, with a warning."""
+    import copy
+
     import torch
 
+    try:
+        module = copy.deepcopy(module)
+    except Exception as error:
+        warnings.warn(f"the model could not be copied ({type(error).__name__}); it is converted to --dtype {name} in place",
+                      stacklevel=2)
     module = module.to(dtype)
     sample = dataset.split(split).batch([0]).images.to(device, dtype)
     with torch.no_grad():
@@ -220,17 +233,23 @@ def prepare_all(all_options, models=None, *, with_metrics: bool = True) -> list[
     models = list(models) if models is not None else [None] * len(all_options)
     if len(models) != len(all_options):
         raise PagbenchError("internal: models and options differ in length")
+    from .models import restore_models
+
     shared_by_key: dict[tuple, SharedSetup] = {}
     setups = []
-    for options, model in zip(all_options, models):
-        key = shared_key(options)
-        started = time.perf_counter()
-        if key not in shared_by_key:
-            shared_by_key[key] = prepare_shared(options, with_metrics=with_metrics)
-        shared_seconds = time.perf_counter() - started
-        setup = prepare(options, model=model, shared=shared_by_key[key])
-        setup.prepare_seconds += shared_seconds
-        setups.append(setup)
+    try:
+        for options, model in zip(all_options, models):
+            key = shared_key(options)
+            started = time.perf_counter()
+            if key not in shared_by_key:
+                shared_by_key[key] = prepare_shared(options, with_metrics=with_metrics)
+            shared_seconds = time.perf_counter() - started
+            setup = prepare(options, model=model, shared=shared_by_key[key])
+            setup.prepare_seconds += shared_seconds
+            setups.append(setup)
+    except BaseException:  # the models prepared so far go back to how they were handed over
+        restore_models([*(setup.model for setup in setups), *models])
+        raise
     return setups
 
 
@@ -298,7 +317,9 @@ def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timin
 
     def probabilities(images):
         with torch.no_grad():
-            return torch.softmax(module(images).double(), dim=1)
+            logits = module(images)
+            check_logits(logits, images.shape[0], num_classes=dataset.num_classes)
+            return torch.softmax(logits.double(), dim=1)
 
     for start in range(0, len(indices), options.batch_size):
         batch_indices = indices[start : start + options.batch_size]
@@ -308,6 +329,7 @@ def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timin
 
         tick = time.perf_counter()
         logits, gradient = input_gradients(module, images, labels, options.gradient)
+        check_logits(logits, len(batch_indices), num_classes=dataset.num_classes)
         if setup.attribution is not None:  # the default method returns the raw gradient itself
             target = AttributionTarget(model=module, images=images, labels=labels, gradient=options.gradient,
                                        logits=logits, input_gradient=gradient, randomness=randomness)
@@ -481,10 +503,15 @@ def evaluate_many(all_options, *, models=None, cache: GeometryCache | None = Non
     with the same configuration share the dataset, the providers and one geometry cache, so
     scores and tangent bases are computed once for all of them.
     """
+    from .models import restore_models
+
     setups = prepare_all(all_options, models)
     cache = cache if cache is not None else GeometryCache()
-    for setup in setups:
-        yield evaluate(setup.options, cache=cache, progress=progress, per_image=per_image, setup=setup)
+    try:
+        for setup in setups:
+            yield evaluate(setup.options, cache=cache, progress=progress, per_image=per_image, setup=setup)
+    finally:  # each model's train/eval mode, requires_grad and device as it was handed over
+        restore_models(setup.model for setup in setups)
 
 
 __all__ = ["EvaluationOptions", "EvaluationSetup", "SharedSetup", "evaluate", "evaluate_many", "iter_batches", "prepare", "prepare_all", "prepare_shared"]

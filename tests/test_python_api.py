@@ -116,7 +116,7 @@ def counting_plugin(register_plugin):
 def test_several_models_share_dataset_providers_and_geometry(counting_plugin):
     options = dict(FAST, dataset="counted-synthetic")
     results = pagbench.evaluate(["bayes", SmallNet(0), SmallNet(1)], **options)
-    assert [r["config"]["model"] for r in results] == ["bayes", "module:SmallNet", "module:SmallNet"]
+    assert [r["config"]["model"] for r in results] == ["bayes", "module:SmallNet", "module:SmallNet-2"]
     assert (counting_plugin.datasets, counting_plugin.providers) == (1, 1)
     # geometry is computed for the first model only: the later ones read it from the shared cache
     assert results[1]["timing"]["geometry_seconds"] < results[0]["timing"]["geometry_seconds"]
@@ -153,7 +153,7 @@ def test_a_bad_model_fails_before_any_evaluation(counting_plugin):
 
     with pytest.raises(PagbenchError, match="unknown model 'no-such-model'"):
         pagbench.evaluate([Recording(), "no-such-model"], dataset="counted-synthetic", **FAST)
-    assert evaluated == [1]  # only the shape probe ran, no batch was evaluated
+    assert evaluated == [1, 2]  # only the shape probes ran (one image, then two), no batch was evaluated
 
 
 @pytest.mark.parametrize(

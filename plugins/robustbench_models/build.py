@@ -78,16 +78,27 @@ def _resource_filename(package: str, resource: str) -> str:
     return str(Path(module.__file__).parent / resource)
 
 
+def _importable(name: str) -> bool:
+    """Whether ``import name`` would find a module: one already in ``sys.modules`` (e.g. a user's
+    own stand-in, whose ``__spec__`` may be None and would make ``find_spec`` raise) or on the path."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # in sys.modules with __spec__ None: a module put there by hand
+        return sys.modules.get(name) is not None
+    except ImportError:
+        return False
+
+
 @contextlib.contextmanager
 def _import_workarounds():
     """Offer ``pkg_resources`` and ``autoattack`` while robustbench is imported, where they are
     missing; nothing stays in ``sys.modules`` afterwards (robustbench keeps its own references)."""
     added = {}
-    if importlib.util.find_spec("pkg_resources") is None:
+    if not _importable("pkg_resources"):
         shim = types.ModuleType("pkg_resources", "pagbench's stand-in: resource_filename only")
         shim.resource_filename = _resource_filename
         added["pkg_resources"] = shim
-    if importlib.util.find_spec("autoattack") is None and importlib.util.find_spec("pyautoattack") is not None:
+    if not _importable("autoattack") and _importable("pyautoattack"):
         package = importlib.import_module("pyautoattack")
         added["autoattack"] = package
         added["autoattack.state"] = importlib.import_module("pyautoattack.state")
@@ -106,7 +117,7 @@ def _import_workarounds():
 
 def import_robustbench():
     """``(robustbench.utils, model_dicts, version)``, or a one-line error saying how to install it."""
-    if importlib.util.find_spec("robustbench") is None:
+    if not _importable("robustbench"):
         raise PagbenchError(f"robustbench models need the robustbench package, which is not installed: {INSTALL}")
     try:
         with _import_workarounds():

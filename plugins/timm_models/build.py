@@ -125,21 +125,29 @@ def _shown(kwargs: dict) -> str:
 
 def create(model_name: str, kwargs: dict, **fixed):
     """``timm.create_model(model_name, **fixed, **kwargs)``; a keyword the constructor rejects, or
-    a value it cannot use, is a one-line error naming the creation arguments."""
+    a value it cannot use (``act_layer=nonexistent``, ``layers=2``: timm's KeyError, TypeError, …),
+    is a one-line error naming the creation arguments. With ``pretrained=True`` an error is blamed on
+    the arguments only when the network cannot be built from them without weights either (a failed
+    download or a bad file is re-raised as it is, for the caller to report)."""
     import timm
 
     try:
         return timm.create_model(model_name, **fixed, **kwargs)
-    except TypeError as error:
-        if not kwargs or "argument" not in str(error):
+    except Exception as error:
+        if not kwargs:
             raise
-        message = " ".join(str(error).split())[:160]
-        raise PagbenchError(f"timm could not build {model_name} with creation arguments {_shown(kwargs)}: {message}") from error
-    except (ValueError, AssertionError, RuntimeError) as error:
-        if not kwargs or fixed.get("pretrained"):
-            raise
+        if fixed.get("pretrained") and not (isinstance(error, TypeError) and "argument" in str(error)):
+            bare = {key: value for key, value in fixed.items() if key not in ("pretrained", "pretrained_cfg_overlay")}
+            try:
+                with torch.device("meta"):
+                    timm.create_model(model_name, pretrained=False, **bare, **kwargs)
+            except Exception:
+                pass  # the arguments alone fail: say so below
+            else:
+                raise
         message = " ".join(str(error).split())[:160] or type(error).__name__
-        raise PagbenchError(f"timm could not build {model_name} with creation arguments {_shown(kwargs)}: {message}") from error
+        raise PagbenchError(f"timm could not build {model_name} with creation arguments {_shown(kwargs)}: "
+                            f"{type(error).__name__}: {message}") from error
 
 
 def _skeleton(model_name: str, kwargs: dict, num_classes: int):
@@ -387,6 +395,23 @@ def compare_tensors(file_state: dict, network_state: dict, skip=()):
     return changed, reshaped, left_at_init, unused
 
 
+def _check_fits(model_name: str, kwargs: dict, state: dict, classes: int, source: str) -> None:
+    """A one-line error naming the mismatching keys when fewer than half of the network's tensors
+    are found (by name) in ``state``: the file holds another architecture (e.g. a ResNet's weights
+    given to a ViT), which is reported as such, not as a classifier of some class count."""
+    network = _skeleton(model_name, kwargs, classes).state_dict()
+    wanted = [key for key in network if not key.endswith("num_batches_tracked")]
+    given = [key for key in state if not key.endswith("num_batches_tracked")]
+    found = [key for key in wanted if key in state]
+    if wanted and len(found) * 2 < len(wanted):
+        missing = [key for key in wanted if key not in state]
+        unexpected = [key for key in given if key not in network]
+        raise PagbenchError(
+            f"{source} does not fit timm:{model_name}: only {len(found)} of its {len(wanted)} tensors are in the file; "
+            f"missing {_listing(missing)}; not in the network {_listing(unexpected)} (is it another architecture?)"
+        )
+
+
 def _from_file(model_name: str, config: dict, dataset, options: dict, kwargs: dict, replace_head: bool):
     """The timm network with the weights of ``options['weights']``, read safely and passed to timm
     through its pretrained-config override (so timm's checkpoint filter for the model applies),
@@ -403,7 +428,10 @@ def _from_file(model_name: str, config: dict, dataset, options: dict, kwargs: di
         clean[key] = value
     label_offset = int(config.get("label_offset") or 0)
     pretrained_classes = int(config.get("num_classes") or dataset.num_classes)
-    classes = _classes_in(clean, config) or pretrained_classes
+    found_classes = _classes_in(clean, config)
+    if found_classes is None:  # no classifier of this architecture in the file: is it this architecture at all?
+        _check_fits(model_name, kwargs, clean, pretrained_classes, source)
+    classes = found_classes or pretrained_classes
     overlay = {"state_dict": dict(clean)}  # outranks the hub and url sources of the config
     head_keys: list[str] = []
     if label_offset and classes == pretrained_classes + label_offset:
