@@ -22,8 +22,10 @@ replaces the row, and the board reports tables mixing dataset versions. The entr
 ``<model>--<entry id>.json`` (the model name with characters outside ``A-Za-z0-9._-`` replaced).
 
 **Replacement.** Adding a result whose key is already stored replaces the stored entry when the
-result is newer (its ``created`` time is later), leaves it when they are identical, and keeps the
-stored one (saying so) when the result is older. Entries are the validated result without its
+result is newer (its ``created`` time is later; at the same time, the larger content hash wins, so
+the outcome never depends on the order of arrival), leaves it when they are identical, and keeps
+the stored one (saying so) when the result is older. ``add`` holds an exclusive lock on the board
+(``fcntl.flock`` on ``<board>/.lock``) while it compares and writes, so concurrent adds lose nothing. Entries are the validated result without its
 ``per_image`` values, plus ``entry_key`` and ``entry_id``.
 
 **Content hash.** Every entry ends with ``content_sha256``: the SHA-256 of the entry as canonical
@@ -43,6 +45,7 @@ import datetime
 import json
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -458,15 +461,50 @@ def _check_size(entry: dict, path) -> None:
                             f"may take (per-image values are dropped; what else is that large?)")
 
 
+#: The lock file of a board (``<root>/.lock``; :func:`board_lock`).
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def board_lock(root: str | Path = DEFAULT_ROOT):
+    """An exclusive ``fcntl.flock`` on ``<root>/.lock`` while the block runs (the board folder is
+    created if needed). Other processes adding to the same board wait; the lock goes with the
+    process, so a killed add never leaves the board locked. Where ``fcntl`` does not exist
+    (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_FILE, "a")
+    except OSError as error:
+        raise PagbenchError(f"{root}: cannot lock the leaderboard ({error.strerror or error})") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _recency(document: dict, source: str) -> tuple:
+    """Which of two results of one row is newer: the later ``created``; at the same time, the
+    larger content hash (arbitrary but the same in every process and every order of arrival)."""
+    return _created(document, source), document.get(CONTENT_HASH) or content_digest(document)
+
+
 def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) -> list[AddOutcome]:
     """Validate every result file, then store each as an entry (see the module docstring).
 
-    All inputs — and the stored entries they would replace — are read and checked before
-    anything is written, so one bad file (named in the error) leaves the store untouched.
-    Each entry is written atomically.
+    All inputs are read and checked before anything is written, so one bad file (named in the
+    error) leaves the store untouched. Then, under :func:`board_lock` (concurrent adds wait for
+    each other and lose nothing), the stored entries they would replace are read and each entry
+    is written atomically: per entry key the newer result wins (:func:`_recency`), whatever the
+    order in which the results arrive.
     """
-    from .paths import write_json_atomic
-
     paths = [Path(path) for path in paths]
     if not paths:
         raise PagbenchError("no result files given")
@@ -482,6 +520,14 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
         _check_size(entry, path)
         loaded.append((path, entry))
 
+    with board_lock(root):  # concurrent adds: read, compare and write under one lock, so none is lost
+        return _store(paths, loaded, root)
+
+
+def _store(paths: list[Path], loaded: list[tuple[Path, dict]], root) -> list[AddOutcome]:
+    """The part of :func:`add_results` that runs under :func:`board_lock`."""
+    from .paths import write_json_atomic
+
     folder = entries_dir(root)
     newest: dict[Path, tuple[Path, dict]] = {}
     outcomes: list[AddOutcome] = []
@@ -489,7 +535,7 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
         target = folder / entry["config"]["dataset"] / (entry_stem(entry) + ".json")
         if target in newest:
             previous_path, previous = newest[target]
-            if _created(entry, str(path)) >= _created(previous, str(previous_path)):
+            if _recency(entry, str(path)) >= _recency(previous, str(previous_path)):
                 outcomes.append(AddOutcome(previous_path, target, "superseded", previous["config"]["model"], previous["config"]["dataset"]))
                 newest[target] = (path, entry)
             else:
@@ -511,7 +557,7 @@ def add_results(paths: Iterable[str | Path], root: str | Path = DEFAULT_ROOT) ->
             continue
         if _comparable(stored) == _comparable(entry):
             outcomes.append(AddOutcome(path, target, "unchanged", model, dataset, trust))
-        elif _created(entry, str(path)) < _created(stored, str(target)):
+        elif _recency(entry, str(path)) < _recency(stored, str(target)):
             outcomes.append(AddOutcome(path, target, "kept-newer", model, dataset, trust))
         else:
             plan.append((target, entry, AddOutcome(path, target, "replaced", model, dataset, trust)))
