@@ -174,3 +174,18 @@ def test_the_cli_refuses_a_device_node_in_one_stderr_line_in_a_fresh_process(tmp
     assert outcome.stderr.strip().splitlines() == [f"Error: cannot write {node}: it exists and is not a regular file "
                                                    "(a device, pipe or socket); pagbench only replaces regular files"]
     assert stat.S_ISCHR(node.stat().st_mode)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("command", [
+    ["fit-score", "--steps", "5", "--width", "8", "--batch-size", "8"],
+    ["fit-manifold", "--latent-dim", "4", "--steps", "5", "--width", "8", "--batch-size", "8"],
+], ids=["fit-score", "fit-manifold"])
+def test_fitting_refuses_a_cache_folder_that_cannot_be_created_before_it_fits(command, monkeypatch):
+    import pagbench_plugins.learned.fit as fit
+
+    steps = []
+    monkeypatch.setattr(fit, "_loop", lambda *args, **kwargs: steps.append(1) or [])  # would fit: must not be reached
+    outcome = _cli(*command, env={"PAGBENCH_CACHE_DIR": "/proc/pagbench-cache"})
+    _one_line(outcome, "cache directory (PAGBENCH_CACHE_DIR) /proc/pagbench-cache", "cannot create files in /proc")
+    assert steps == []

@@ -9,6 +9,7 @@ import torch
 
 from pagbench import __version__
 from pagbench.progress import progress_bar
+from pagbench.validation import check_cache_dir
 
 from .networks import Autoencoder, Denoiser
 from .store import AutoencoderRecipe, DenoiserRecipe, identifier, save, store_dir
@@ -52,6 +53,7 @@ def _loop(model, recipe, split, step_loss, progress: bool, description: str):
 def fit_denoiser(recipe: DenoiserRecipe, dataset, progress: bool = True):
     """Train a class-conditional denoiser on ``dataset``'s train split; returns (model, record)."""
     recipe.validate()
+    check_cache_dir()  # before fitting: the model store lives there
     torch.manual_seed(recipe.seed)
     split = dataset.split("train")
     mean, std = data_statistics(split)
@@ -83,6 +85,7 @@ def fit_denoiser(recipe: DenoiserRecipe, dataset, progress: bool = True):
 def fit_autoencoder(recipe: AutoencoderRecipe, dataset, progress: bool = True):
     """Train a VAE on ``dataset``'s train split; returns (model, record)."""
     recipe.validate()
+    check_cache_dir()  # before fitting: the model store lives there
     torch.manual_seed(recipe.seed)
     split = dataset.split("train")
     mean, _ = data_statistics(split)
