@@ -133,3 +133,73 @@ def write_edm_pickle(path, resolution=16, channels=3, label_dim=10, spread=0.3, 
             else:
                 sys.modules[name] = module
     return means, spread / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewriting a real EDM pickle (e.g. tests/fixtures/edm/*) record by record, for hostile variants.
+def rewrite_edm_pickle(data, edit=None, module_src=None, class_names=None):
+    """Bytes of the EDM pickle ``data`` re-pickled in the same layout after changing it.
+
+    The pickle is read inertly (pagbench's ``read_records``: nothing from it runs); ``edit(contents)``
+    may then change the record tree in place (a record's ``state`` holds ``_parameters``,
+    ``_buffers``, ``_modules``, plain attributes and ``_init_kwargs``); ``module_src`` replaces every
+    record's embedded source; ``class_names`` maps old class names to new ones. Records pickle back to
+    ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` and torch ``ModuleDict``s to
+    themselves, through the same throwaway modules :func:`write_edm_pickle` uses."""
+    import io
+
+    import torch
+
+    from pagbench_plugins.diffusion.edm_restricted import AttributeDict, PersistentRecord, TorchModuleRecord, read_records
+
+    contents = read_records(data)
+    if edit is not None:
+        edit(contents)
+    modules = _fake_modules()
+    reconstruct = modules["torch_utils.persistence"]._reconstruct_persistent_obj
+    easy_dict = modules["dnnlib.util"].EasyDict
+    sources = {}
+
+    class Persistent:
+        def __init__(self, record):
+            self.record = record
+
+        def __reduce__(self):
+            record = self.record
+            source = module_src if module_src is not None else sources.setdefault(record.module_src_sha256, f"<source {record.module_src_sha256}>")
+            name = (class_names or {}).get(record.class_name, record.class_name)
+            return reconstruct, (dict(type="class", version=record.version, module_src=source, class_name=name,
+                                      state=convert(record.state)),)
+
+    def module_dict(record):  # a ModuleDict whose __dict__ is the record's state, pickled by torch as usual
+        instance = torch.nn.ModuleDict.__new__(torch.nn.ModuleDict)
+        object.__setattr__(instance, "__dict__", convert(record.state))
+        return instance
+
+    def convert(value):
+        if isinstance(value, PersistentRecord):
+            return Persistent(value)
+        if isinstance(value, TorchModuleRecord):
+            return module_dict(value)
+        if isinstance(value, AttributeDict):
+            return easy_dict({key: convert(item) for key, item in value.items()})
+        if isinstance(value, dict):
+            return type(value)((key, convert(item)) for key, item in value.items())
+        if isinstance(value, list):
+            return [convert(item) for item in value]
+        if isinstance(value, tuple):
+            return tuple(convert(item) for item in value)
+        return value
+
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        stream = io.BytesIO()
+        pickle.dump(convert(contents), stream, protocol=4)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return stream.getvalue()

@@ -3,9 +3,14 @@
 An EDM network pickle is a dict whose ``'ema'`` entry is the preconditioned denoiser
 ``D(x; σ, class_labels)``. Its class is not importable: the pickle stores the defining module's
 source code, and each such object reduces to ``torch_utils.persistence._reconstruct_persistent_obj``
-applied to ``meta = {type: 'class', version, module_src, class_name, state}``. Reconstructing it
-means executing ``module_src`` — arbitrary code — so :func:`load_network_pickle` refuses unless
-trusted, before a single byte is unpickled. With trust, :class:`NetworkUnpickler` resolves the
+applied to ``meta = {type: 'class', version, module_src, class_name, state}``.
+
+:func:`load_network_pickle` first reads the file with :mod:`.edm_restricted`, which executes
+nothing from it: the published architectures (SongUNet DDPM++/NCSN++, DhariwalUNet/ADM under
+EDM/VP/VE/iDDPM preconditioning) are rebuilt as pagbench's own modules (:mod:`.edm_networks`,
+:mod:`.edm_preconditioning`) from the recorded constructor arguments and filled with the file's
+tensors, no trust needed. Only a file of other classes needs its embedded ``module_src`` executed —
+arbitrary code — which is refused unless trusted. With trust, :class:`NetworkUnpickler` resolves the
 persistence globals to pagbench's own implementations (a fresh module per embedded source;
 stand-in ``torch_utils`` / ``dnnlib`` modules while that source is executed, unless the real
 packages are importable), storages through ``torch.load(weights_only=True)``, and allows other
@@ -35,27 +40,13 @@ from pathlib import Path
 from pagbench.errors import PagbenchError
 from pagbench.paths import offline
 
+from .edm_restricted import AttributeDict, NotImplementedHere, OwnNetworkMismatch, SafeUnpickler, own_network_contents, read_records
+
 TRUST_HINT = ("unpickling it runs code stored in the file; pass --trust-pickle "
               "(or --provider-option trust_pickle=1) only if you trust its source")
 
 
 # --------------------------------------------------------------------------------- stand-ins
-class AttributeDict(dict):
-    """A dict whose keys are also attributes (what EDM's ``dnnlib.EasyDict`` objects unpickle to)."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name, value):
-        self[name] = value
-
-    def __delattr__(self, name):
-        del self[name]
-
-
 def _persistent_class(cls):
     """Stand-in for ``torch_utils.persistence.persistent_class``: the class itself."""
     return cls
@@ -175,34 +166,21 @@ def reconstruct_persistent_object(meta):
     return instance
 
 
-def _storage_from_bytes(data: bytes):
-    import torch
+class NetworkUnpickler(SafeUnpickler):
+    """The trusted reader: :class:`~.edm_restricted.SafeUnpickler`'s names (dnnlib, storages via
+    ``weights_only`` loading, the exact safe globals), persistent objects rebuilt by executing their
+    embedded source, and — since that code runs anyway — any global from torch, numpy, collections
+    and a few more builtins."""
 
-    return torch.load(io.BytesIO(data), weights_only=True)
-
-
-class NetworkUnpickler(pickle.Unpickler):
-    """Resolves an EDM pickle's globals: persistence and dnnlib names to ours, torch storages via
-    ``weights_only`` loading, and otherwise only torch, numpy, collections and plain builtins."""
-
-    SPECIAL = {
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): reconstruct_persistent_object,
-        ("dnnlib.util", "EasyDict"): AttributeDict,
-        ("dnnlib", "EasyDict"): AttributeDict,
-        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-    }
+    SPECIAL = {**SafeUnpickler.SPECIAL,
+               ("torch_utils.persistence", "_reconstruct_persistent_obj"): reconstruct_persistent_object}
     ROOTS = ("torch", "numpy", "collections", "copyreg", "_codecs")
     BUILTINS = {"set", "frozenset", "slice", "range", "complex", "bytearray", "object", "dict", "list", "tuple",
                 "int", "float", "bool", "str", "bytes", "getattr"}
 
-    def find_class(self, module, name):
-        if (module, name) in self.SPECIAL:
-            return self.SPECIAL[(module, name)]
-        if module == "builtins" and name in self.BUILTINS:
-            return super().find_class(module, name)
-        if module.split(".")[0] in self.ROOTS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"the network pickle refers to {module}.{name}, which pagbench does not load")
+    def allowed(self, module, name):
+        return (super().allowed(module, name) or (module == "builtins" and name in self.BUILTINS)
+                or module.split(".")[0] in self.ROOTS)
 
 
 # ---------------------------------------------------------------------------------- the file
@@ -285,12 +263,32 @@ def source_record(location: str) -> dict | None:
 def load_network_pickle(location: str, trust: bool, sha256: str | None = None, option: str = "sha256"):
     """The unpickled contents (a dict with ``'ema'``) of an EDM network pickle and the first 16
     hex digits of its SHA-256. ``sha256`` pins the file (see :func:`read_source`); the file's full
-    SHA-256 is remembered for :func:`source_record`."""
+    SHA-256 is remembered for :func:`source_record`, with how it was loaded (``loaded_with``), the
+    network's ``class_name`` and its records' ``module_src_sha256``.
+
+    The published architectures load as pagbench's own modules without running anything from the
+    file, trusted or not (a file that names them but does not fit them is a one-line error, or with
+    ``trust`` runs its own code instead); other classes need ``trust``."""
     data, where, digest = read_source(location, sha256, option)
     _READ[location] = {"location": location, "path": where, "sha256": digest}
     sniff(data, where)
+    try:
+        contents, provenance = own_network_contents(data, where)
+        _READ[location].update(provenance)
+        return contents, digest[:16]
+    except NotImplementedHere as reason:
+        why = f"{where} is a network pickle that pagbench's own EDM networks cannot read ({reason})"
+    except OwnNetworkMismatch as error:
+        why = str(error)
+        if not trust:
+            raise PagbenchError(f"{why}; --trust-pickle would run the file's own code instead") from None
+    except (pickle.UnpicklingError, EOFError) as error:
+        raise PagbenchError(f"{where} cannot be unpickled (truncated or not an EDM network pickle): {error}") from None
+    except Exception as error:
+        raise PagbenchError(f"{where}: reading the network records failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
     if not trust:
-        raise PagbenchError(f"{where} is a network pickle: {TRUST_HINT}")
+        raise PagbenchError(f"{why}: {TRUST_HINT}")
+    _READ[location].update({"loaded_with": "the file's embedded code (--trust-pickle)", **_embedded_record(data)})
     try:
         return NetworkUnpickler(io.BytesIO(data)).load(), digest[:16]
     except PagbenchError:
@@ -299,6 +297,15 @@ def load_network_pickle(location: str, trust: bool, sha256: str | None = None, o
         raise PagbenchError(f"{where} cannot be unpickled (truncated or not an EDM network pickle): {error}") from None
     except Exception as error:
         raise PagbenchError(f"{where}: reconstructing the network failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def _embedded_record(data: bytes) -> dict:
+    """``class_name`` and ``module_src_sha256`` of the ``'ema'`` record, read inertly; {} when unreadable."""
+    try:
+        record = read_records(data).get("ema")
+        return {"class_name": record.class_name, "module_src_sha256": record.module_src_sha256}
+    except Exception:  # noqa: BLE001 — provenance only; the trusted reader reports real problems
+        return {}
 
 
 def _unavailable_part(network):
