@@ -1,8 +1,11 @@
 """Built-in plugin: scores from public diffusion models.
 
-* ``edm``: NVlabs EDM / EDM2 network pickles (local path or URL, conditional or not). Loading a
-  pickle runs code stored in it, so it needs ``--trust-pickle``; pagbench resolves the pickle's
-  persistence globals with its own unpickler and vendors no NVIDIA code.
+* ``edm``: NVlabs EDM / EDM2 network pickles (local path or URL, conditional or not). The
+  published architectures (SongUNet DDPM++/NCSN++, DhariwalUNet/ADM; EDM/VP/VE/iDDPM
+  preconditioning) are rebuilt as pagbench's own modules from the file's tensors and constructor
+  arguments, running nothing from it (``edm_restricted``, ``edm_networks``,
+  ``edm_preconditioning``); any other class means running code stored in the pickle, which needs
+  ``--trust-pickle``. pagbench vendors no NVIDIA code.
 * ``diffusers``: an ε-prediction UNet with its scheduler (optional extra ``pagbench[diffusers]``).
 
 Both return scores in [0,1] pixel units at σ in [0,1] units (σ₋₁ = 2σ, score = 2·score₋₁).
@@ -25,7 +28,7 @@ def _diffusers(dataset, options):
 
 @hookimpl
 def register_score_providers(register):
-    register(ScoreProviderEntry("edm", _edm, "EDM/EDM2 network pickle (options path=FILE|URL, default: the dataset's asset, asset=NAME, uncond_path, sha256/uncond_sha256 pins; needs --trust-pickle); default σ 0.05.",
+    register(ScoreProviderEntry("edm", _edm, "EDM/EDM2 network pickle (options path=FILE|URL, default: the dataset's asset, asset=NAME, uncond_path, sha256/uncond_sha256 pins; --trust-pickle only for classes pagbench does not implement); default σ 0.05.",
                                 options=("path", "url", "asset", "uncond_path", "sha256", "uncond_sha256", "trust_pickle", "device", "chunk")))
     register(ScoreProviderEntry("diffusers", _diffusers, "diffusers ε-prediction UNet + scheduler (option path; extra pagbench[diffusers]); default σ 0.05.",
                                 options=("path", "subfolder", "device", "chunk")))

@@ -51,7 +51,7 @@ class EdmScores(NetworkScoreProvider):
 
     Options: ``path`` (file or URL; default: the asset a plugin declares for ``edm`` on the
     dataset, e.g. ``edm-cifar10-32x32-uncond-vp`` for ``cifar10``, fetched when missing and online),
-    ``asset`` (an asset name instead), ``trust_pickle=1`` (unpickling runs code), ``uncond_path`` (an unconditional pickle, for the unconditional score when ``path``
+    ``asset`` (an asset name instead), ``trust_pickle=1`` (needed only for classes pagbench does not implement: it runs the file's code; the published SongUNet / DhariwalUNet networks are rebuilt as pagbench's own modules without running anything, and ``files`` says which way a file was loaded, ``loaded_with``, with its ``module_src_sha256``), ``uncond_path`` (an unconditional pickle, for the unconditional score when ``path``
     is class-conditional), ``sha256`` / ``uncond_sha256`` (pin the files: their SHA-256, or a prefix
     of at least 8 hex digits; a file that differs is refused), ``device``. Every file read is listed
     with its SHA-256 in ``files`` (the result's ``config.provider_files``). Default σ = 0.05 pixel units (σ₋₁ = 0.1).
