@@ -207,6 +207,23 @@ def test_hostile_files_are_one_line_errors(tmp_path, case):
     assert message in text and "\n" not in text and "--trust-pickle would run the file's own code" in text
 
 
+def test_a_published_architecture_evaluates_through_the_cli_without_trust(tmp_path):
+    import json
+
+    from pagbench.cli import build_cli
+
+    path = write(tmp_path, fixture_bytes("ve-ncsnpp-16-cond"))
+    out = tmp_path / "result.json"
+    outcome = CliRunner().invoke(build_cli(), ["evaluate", "--model", "bayes", "--num-images", "8", "--no-progress",
+                                               "--score-provider", "edm", "--provider-option", f"path={path}",
+                                               "--gradient", "logit", "--metric", "score_cosine", "--output", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    result = json.loads(out.read_text())
+    files = result["config"]["provider_files"]
+    assert [entry["sha256"] for entry in files] == [hashlib.sha256(path.read_bytes()).hexdigest()]
+    assert result["metrics"]["score_cosine"]["n"] == 8
+
+
 def test_hostile_file_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
     from pagbench.cli import build_cli
 
