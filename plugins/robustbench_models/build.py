@@ -193,6 +193,13 @@ def _download(utils, gdrive_id: str, path: Path, spec: Spec) -> None:
     except PagbenchError as error:
         partial.unlink(missing_ok=True)
         raise PagbenchError(f"the download of robustbench:{spec.key} (Google Drive id {gdrive_id}) is not a weights file ({error}); put RobustBench's file at {path} or pass --weights FILE") from error
+    from pagbench.paths import check_replaceable
+
+    try:
+        check_replaceable(path)  # only a regular file (or nothing) is replaced
+    except PagbenchError:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
 
 
