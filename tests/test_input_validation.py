@@ -99,6 +99,15 @@ def test_a_robustness_checkpoint_with_a_good_eps_records_it(tmp_path):
     assert _regime({"adv_train": 0, "eps": "8/0"}, "x.pt") == ("standard", None)  # not adversarial: eps unused
 
 
+def test_non_finite_robustness_metadata_is_not_recorded():
+    """``epoch: inf`` ended in OverflowError, ``nan`` in ValueError, ``nat_prec1: nan`` in a JSON
+    error after the whole evaluation: such metadata is left out of the card."""
+    from pagbench_plugins.robustness_models.build import _number
+
+    assert [_number(v) for v in (3, 2.5, torch.tensor(12.5), float("inf"), float("nan"), torch.tensor(float("nan")), True, "3")] \
+        == [3, 2.5, 12.5, None, None, None, None, None]
+
+
 @pytest.mark.parametrize("text, fragment", [
     ('{"eps": NaN}', "field 'eps' is nan, not a finite number"),
     ('{"eps": "nan"}', "field 'eps' is 'nan', not a finite number"),

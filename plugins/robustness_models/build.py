@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 from typing import Mapping
 
 import torch
@@ -99,9 +100,11 @@ def _training_args(content) -> dict:
 
 
 def _number(value):
+    """A stored scalar (a number or a one-element tensor) when it is finite, else None: metadata
+    such as ``epoch: inf`` or ``nat_prec1: nan`` is not recorded (it would break the result file)."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return value
     return None
 
@@ -208,7 +211,7 @@ def robustness_model(name: str, dataset, options: dict) -> BuiltModel:
         provenance["inert_objects"] = checkpoint.inert_objects  # refused metadata, read as placeholders
     if isinstance(content, Mapping):
         epoch = _number(content.get("epoch"))
-        if epoch is not None:
+        if epoch is not None and epoch >= 0 and float(epoch).is_integer():
             provenance["epoch"] = int(epoch)
         reported = {k: _number(content[k]) for k in ("nat_prec1", "adv_prec1") if _number(content.get(k)) is not None}
         if reported:
