@@ -79,12 +79,8 @@ def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split:
     once. Each cosine is the one ``score_cosine`` reports for that image (the gradient resized to
     the score's resolution when the dataset is scored at another, ``Dataset.score_image_shape``).
     Zoo models train on first use."""
-    import torch
-
-    from .cache import GeometryCache
-    from .errors import MetricUnavailable
     from .options import EvaluationOptions
-    from .runner import iter_batches, prepare_all
+    from .runner import prepare_all
 
     if not models:
         raise PagbenchError("a gallery needs at least one --model")
@@ -100,6 +96,22 @@ def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split:
                                      device=device, provider_options=dict(provider_options or {}))
                    for model in models]
     setups = prepare_all(all_options, with_metrics=False)
+    try:
+        return _draw(setups, split, gradient, first_image, num_images, cache)
+    finally:  # a registered module of the caller's keeps its train/eval mode and requires_grad
+        from .models import restore_models
+
+        restore_models(setup.model for setup in setups)
+
+
+def _draw(setups, split, gradient, first_image, num_images, cache) -> "GalleryData":
+    """The gallery's gradients, predictions, score and cosines from prepared ``setups``."""
+    import torch
+
+    from .cache import GeometryCache
+    from .errors import MetricUnavailable
+    from .runner import iter_batches
+
     first = setups[0]
     indices = list(range(first_image, first_image + num_images))
     batch = first.dataset.split(split).batch(indices)

@@ -234,3 +234,17 @@ def test_a_users_pkg_resources_stand_in_does_not_break_the_robustbench_route(mon
         build.import_robustbench()
     except PagbenchError as error:  # robustbench not installed: still one line, no ValueError
         assert "robustbench" in str(error) and "\n" not in str(error)
+
+
+def test_a_gallery_of_a_registered_module_restores_its_mode():
+    from pagbench.gallery import compute_gallery
+
+    registered = SmallNet().train()
+    before = _state(registered)
+    plugin = pagbench.register_model("my-gallery-net", registered)
+    try:
+        data = compute_gallery(["my-gallery-net"], num_images=2)
+    finally:
+        pagbench.unregister_model(plugin)
+    assert data.gradients["my-gallery-net"].shape == (2, 3, 16, 16)
+    assert registered.training and all(p.requires_grad for p in registered.parameters()) and _same_weights(registered, before)
