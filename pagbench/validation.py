@@ -1,11 +1,15 @@
 """Validation of an evaluation's options before any compute (called by the runner's ``_check_options``).
 
-Every number must be finite and in range (σ ≥ 0, every ε and noise level > 0, a headline ε
-given with a grid must be one of its points), the device must be one pagbench runs on, the
+Every number must be finite and in range (σ ≥ 0, every ε and noise level > 0, all of them
+≤ :data:`MAX_PIXEL_SCALE`, grids of at most :data:`MAX_GRID_POINTS` points, a headline ε given
+with a grid must be one of its points), the device must be one pagbench runs on, the
 environment variables pagbench reads must parse, provider options must be keys the chosen
 providers declare, model-card and normalisation options must be finite numbers, and the cache
-directory must be a usable folder. Each problem is one :class:`~pagbench.errors.PagbenchError`
-line. Nothing here imports torch unless the device names CUDA.
+directory must be a folder files can be created in. Each problem is one
+:class:`~pagbench.errors.PagbenchError` line. Nothing here imports torch unless the device names
+CUDA. The same checks serve values that do not come from flags (:func:`card_strength` for Python
+cards and strengths read from checkpoints or model-info files, :func:`pixel_scale` for an ε
+stored in a file), so they are never copied.
 """
 
 from __future__ import annotations
