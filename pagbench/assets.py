@@ -149,8 +149,8 @@ def _apply_override(entry: AssetEntry, table: dict) -> AssetEntry:
         changes["md5"] = None
     if "md5" in fields and "sha256" not in fields:
         changes["sha256"] = None
-    if "size" in fields:
-        changes.update(size=int(fields["size"]) if fields["size"] is not None else None, size_exact=fields["size"] is not None)
+    size = fields.get("size")  # another file: the real size does not apply unless the table gives one
+    changes.update(size=int(size) if size is not None else None, size_exact=size is not None)
     return replace(entry, **changes)
 
 
