@@ -211,6 +211,22 @@ def _label_dropout(module, labels, batch: int):
     return labels
 
 
+def _decoder_level(decoder, tag, lowest, channels, skips, out_channels, num_blocks, attention, block) -> int:
+    """Add one decoder level's blocks to ``decoder`` (a ModuleDict): at the lowest resolution two
+    blocks at constant width (``in0`` with attention, ``in1``), else a 2× ``up`` block; then
+    ``num_blocks + 1`` blocks, each taking a skip connection (channel counts popped from
+    ``skips``), with attention where ``attention(index)``. Returns the level's output channels."""
+    if lowest:
+        decoder[f"{tag}_in0"] = UNetBlock(channels, channels, attention=True, **block)
+        decoder[f"{tag}_in1"] = UNetBlock(channels, channels, **block)
+    else:
+        decoder[f"{tag}_up"] = UNetBlock(channels, channels, up=True, **block)
+    for index in range(num_blocks + 1):
+        decoder[f"{tag}_block{index}"] = UNetBlock(channels + skips.pop(), out_channels, attention=attention(index), **block)
+        channels = out_channels
+    return channels
+
+
 class SongUNet(torch.nn.Module):
     """DDPM++ (positional embedding, standard encoder, filter [1,1]) and NCSN++ (Fourier
     embedding, residual encoder, filter [1,3,3,1]) U-Nets; also the 'skip' encoder/decoder
@@ -264,15 +280,9 @@ class SongUNet(torch.nn.Module):
         for level, mult in reversed(list(enumerate(channel_mult))):
             size = img_resolution >> level
             tag = f"{size}x{size}"
-            if level == len(channel_mult) - 1:
-                self.dec[f"{tag}_in0"] = UNetBlock(channels, channels, attention=True, **block)
-                self.dec[f"{tag}_in1"] = UNetBlock(channels, channels, **block)
-            else:
-                self.dec[f"{tag}_up"] = UNetBlock(channels, channels, up=True, **block)
-            for index in range(num_blocks + 1):
-                self.dec[f"{tag}_block{index}"] = UNetBlock(channels + skips.pop(), model_channels * mult,
-                                                            attention=index == num_blocks and size in attn_resolutions, **block)
-                channels = model_channels * mult
+            attention = size in attn_resolutions  # DDPM++/NCSN++: only on the level's last block
+            channels = _decoder_level(self.dec, tag, level == len(channel_mult) - 1, channels, skips, model_channels * mult,
+                                      num_blocks, lambda index: attention and index == num_blocks, block)
             if decoder_type == "skip" or level == 0:
                 if decoder_type == "skip" and level < len(channel_mult) - 1:
                     self.dec[f"{tag}_aux_up"] = Conv2d(out_channels, out_channels, 0, up=True, resample_filter=resample_filter)
@@ -354,16 +364,8 @@ class DhariwalUNet(torch.nn.Module):
         self.dec = torch.nn.ModuleDict()
         for level, mult in reversed(list(enumerate(channel_mult))):
             size = img_resolution >> level
-            tag = f"{size}x{size}"
-            if level == len(channel_mult) - 1:
-                self.dec[f"{tag}_in0"] = UNetBlock(channels, channels, attention=True, **block)
-                self.dec[f"{tag}_in1"] = UNetBlock(channels, channels, **block)
-            else:
-                self.dec[f"{tag}_up"] = UNetBlock(channels, channels, up=True, **block)
-            for index in range(num_blocks + 1):
-                self.dec[f"{tag}_block{index}"] = UNetBlock(channels + skips.pop(), model_channels * mult,
-                                                            attention=size in attn_resolutions, **block)
-                channels = model_channels * mult
+            channels = _decoder_level(self.dec, f"{size}x{size}", level == len(channel_mult) - 1, channels, skips,
+                                      model_channels * mult, num_blocks, lambda index, size=size: size in attn_resolutions, block)
         self.out_norm = GroupNorm(channels)
         self.out_conv = Conv2d(channels, out_channels, 3)
 
