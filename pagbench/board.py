@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .leaderboard import (BOARD, CARDS, CONFIG_FIELDS, DEFAULT_ROOT, ENTRIES, GALLERIES, Entry, configuration, entry_key,
+from .leaderboard import (BOARD, CARDS, CONFIG_FIELDS, DEFAULT_ROOT, ENTRIES, GALLERIES, Entry, configuration,
                           load_entries, recipe_key, safe_name)
 
 #: The metric the tables are sorted by (descending), then accuracy (descending), then the model name.

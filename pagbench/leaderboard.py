@@ -36,6 +36,14 @@ never reaches the board. Re-add the result (``pagbench leaderboard add RESULT``;
 stored entry is replaced), or, after a deliberate edit, ``pagbench leaderboard reseal ENTRY``
 (which vouches for nothing: ``pagbench leaderboard verify ENTRY`` checks the numbers).
 
+**Untrusted input.** Entries are files strangers hand us: :func:`check_leaderboard_result` runs on
+every result before it is stored and on every stored entry whenever it is read (see there for the
+checks); rendering escapes every text (:func:`pagbench.board.escape_text`).
+
+**Verify.** :func:`verify_entry` re-evaluates an entry and compares at tight tolerances when the
+model's weights digest equals the entry's, against the recipe's seed spread when the weights were
+retrained (see there); :func:`verify_all` does a whole board.
+
 Nothing here imports torch; :func:`verify_entry` does, lazily.
 """
 

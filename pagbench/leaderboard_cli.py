@@ -144,7 +144,7 @@ def verify_command(entry, every, num_images, device, data_root, tolerance, seed_
     """
     import warnings
 
-    from .leaderboard import VERIFY_ABSOLUTE_TOLERANCE, find_entry, load_entries, load_seed_results, verify_all, verify_entry
+    from .leaderboard import VERIFY_ABSOLUTE_TOLERANCE, find_entry, load_entries, load_seed_results, verify_entry
 
     if tolerance is not None and not tolerance >= 0:
         raise PagbenchError(f"--tolerance must be >= 0, got {tolerance}")

@@ -1,7 +1,6 @@
 """Concurrent ``leaderboard add`` on one board: a lock on the board and a merge by entry key and
 ``created``, so parallel processes lose no row and the newer result of a row wins."""
 
-import copy
 import json
 import subprocess
 import sys

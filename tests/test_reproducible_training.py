@@ -184,6 +184,6 @@ def test_verify_all_summarises_the_board_and_fails_when_one_entry_does_not_repro
     entry = edited_entry(root, "bayes", lambda d: d["metrics"]["score_cosine"].update(value=0.5), num_images=10)
     bad = CliRunner().invoke(cli, ["leaderboard", "verify", "--all", "--no-progress", "--dir", str(root)], catch_exceptions=False)
     assert bad.exit_code == 1
-    assert f"1 of 2 entries do not reproduce or could not be verified" in bad.output and entry.path.name in bad.output
+    assert "1 of 2 entries do not reproduce or could not be verified" in bad.output and entry.path.name in bad.output
     neither = CliRunner().invoke(cli, ["leaderboard", "verify", "--dir", str(root)], catch_exceptions=False)
     assert neither.exit_code == 2 and "give one ENTRY or --all" in neither.output
