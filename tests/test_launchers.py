@@ -299,3 +299,15 @@ def test_two_processes_that_need_one_model_train_it_once(tmp_path, isolated_cach
     results = [json.loads((tmp_path / f"result{index}.json").read_text()) for index in range(2)]
     assert results[0]["metrics"]["accuracy"] == results[1]["metrics"]["accuracy"]
     assert list(isolated_cache.glob("models/*.lock")) == [isolated_cache / "models" / f"{recipe.identifier}.lock"]
+
+
+def test_a_slurm_jobs_failure_is_the_last_line_of_its_trace():
+    from pagbench_plugins.zoo.launchers import failure_line
+
+    error = submitit.core.utils.FailedJobError(
+        "Job (task=0) failed during processing with trace:\n----------------------\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\npagbench.errors.PagbenchError: cannot write /c/models/m/checkpoint.pt: File exists\n'
+        "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n  - /l/1_0_0_log.err\n"
+        "  - /l/1_0_0_log.out")
+    assert failure_line(error) == "cannot write /c/models/m/checkpoint.pt: File exists"
+    assert failure_line(RuntimeError("CUDA out of memory (simulated)")) == "CUDA out of memory (simulated)"

@@ -339,10 +339,24 @@ def wait(jobs: list[SweepJob], handles, output_dir: Path, poll_seconds: float = 
                 entries.append(entry(job, handle, "failed", "left the Slurm queue without a result (cancelled, killed, or out of memory)"))
                 continue
             error = handle.exception()  # the debug executor runs the job here, without its post-mortem debugger
-            message = None if error is None else (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            message = None if error is None else failure_line(error)
             entries.append(entry(job, handle, "failed" if error is not None else "done", message))
     write_manifest(output_dir, entries)
     return [item for item in entries if item["state"] == "failed"]
+
+
+def failure_line(error: BaseException) -> str:
+    """One line saying why a job failed: the last line of the traceback a submitit job reports
+    (without the exception's module path for pagbench's own errors), else the error's last line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    dashes = [index for index, line in enumerate(lines) if set(line) == {"-"}]
+    if len(dashes) >= 2 and dashes[1] > dashes[0] + 1:  # "failed during processing with trace:\n---\n<trace>\n---\n..."
+        line = lines[dashes[1] - 1]
+        for prefix in ("pagbench.errors.PagbenchError: ", "pagbench.errors.Terminated: "):
+            if line.startswith(prefix):
+                return line[len(prefix):]
+        return line
+    return lines[-1] if lines else type(error).__name__
 
 
 #: Pending reasons that do not resolve by waiting: the job can never start as submitted.
@@ -396,8 +410,9 @@ def follow_slurm(handles, poll_seconds: float = 2.0, echo=None) -> set[str]:
                                         f"cancel the array with scancel {job_id.split('_')[0]} and submit what the partition offers")
                 pending[reason] = pending.get(reason, 0) + 1
         running = sum(1 for job_id in open_jobs if states.get(job_id, ("",))[0] not in ("PENDING", ""))
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(pending.items()) if reason not in ("None", "(null)", ""))
         summary = (f"jobs: {len(handles) - len(open_jobs)} finished, {running} running, {sum(pending.values())} pending"
-                   + (f" ({', '.join(f'{count} {reason}' for reason, count in sorted(pending.items()))})" if pending else ""))
+                   + (f" ({reasons})" if reasons else ""))
         if summary != shown:
             echo(summary)
             shown = summary
