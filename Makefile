@@ -12,7 +12,7 @@ STAMP := $(VENV)/.pagbench-installed
 TEST_STAMP := $(VENV)/.pagbench-test-installed
 WANT = $(CURDIR) $$(cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 
-.PHONY: install install-test demo test test-fast bench docs leaderboard clean
+.PHONY: install install-test demo test test-fast bench docs leaderboard clean slurm-up slurm-down
 
 # pagbench and what it needs to run (torch first, from TORCH_SPEC): what `make demo` uses
 install:
@@ -52,6 +52,15 @@ bench: install-test
 # Re-evaluate the board's models (zoo models train on first use), add, draw galleries, build the board.
 leaderboard: install
 	PAGBENCH=$(VENV)/bin/pagbench scripts/build_board.sh
+
+# A single-node Slurm cluster on this machine for `sweep --launcher submitit` (root; apt-get install
+# -y slurm-wlm munge); then `export SLURM_CONF=$(SLURM_DIR)/slurm.conf`. The tests start their own.
+SLURM_DIR ?= /tmp/pagbench-slurm
+slurm-up:
+	scripts/slurm_cluster.sh start $(SLURM_DIR)
+
+slurm-down:
+	scripts/slurm_cluster.sh stop $(SLURM_DIR)
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache
