@@ -381,25 +381,32 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: st
             raise PagbenchError(f"download of {url} failed: the server announces {total:,} bytes, expected {expected_size:,}")
         received = offset
         first = offset == 0
-        with _progress(progress, label, total) as advance, open(part, mode) as stream:
+        try:
+            stream = open(part, mode)
+        except OSError as error:
+            raise PagbenchError(f"cannot write {part}: {error.strerror or error}") from None
+        with _progress(progress, label, total) as advance, stream:
             advance(received)
-            try:
-                while True:
+            while True:
+                try:
                     block = response.read(CHUNK)
-                    if not block:
-                        break
-                    if first:
-                        first = False
-                        if binary and _looks_like_html(block):
-                            stream.close()
-                            part.unlink(missing_ok=True)
-                            raise PagbenchError(f"download of {url} failed: the server sent an HTML page, not the file "
-                                                f"(a login or error page?)")
+                except (http.client.HTTPException, OSError) as error:  # IncompleteRead, resets, timeouts
+                    raise _Retry(f"connection dropped after {received:,} bytes ({type(error).__name__})") from None
+                if not block:
+                    break
+                if first:
+                    first = False
+                    if binary and _looks_like_html(block):
+                        stream.close()
+                        part.unlink(missing_ok=True)
+                        raise PagbenchError(f"download of {url} failed: the server sent an HTML page, not the file "
+                                            f"(a login or error page?)")
+                try:
                     stream.write(block)
-                    received += len(block)
-                    advance(received)
-            except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as error:
-                raise _Retry(f"connection dropped after {received:,} bytes ({type(error).__name__})") from None
+                except OSError as error:
+                    raise PagbenchError(f"cannot write {part}: {error.strerror or error}") from None
+                received += len(block)
+                advance(received)
         if total is not None and received < total:
             raise _Retry(f"connection closed after {received:,} of {total:,} bytes")
         if total is not None and received > total:
@@ -421,7 +428,10 @@ def download(entry: AssetEntry, root=None, *, progress: bool = True, retries: in
         raise PagbenchError(f"asset {entry.name}: only http(s) URLs are downloaded, got {entry.url!r}")
     target = local_path(entry, root)
     part = part_path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PagbenchError(f"cannot create {target.parent}: {error.strerror or error}") from None
     delay = _retry_delay(retry_delay)
     ranges = ranges if ranges is not None else []
     expected_size = entry.size if entry.size_exact else None
@@ -445,7 +455,10 @@ def download(entry: AssetEntry, root=None, *, progress: bool = True, retries: in
     except PagbenchError as error:
         part.unlink(missing_ok=True)  # a complete download that is not the file: never kept, never resumed
         raise PagbenchError(str(error).replace(str(part), f"the download of {entry.url}")) from None
-    os.replace(part, target)
+    try:
+        os.replace(part, target)
+    except OSError as error:
+        raise PagbenchError(f"cannot move {part} to {target}: {error.strerror or error}") from None
     forget(target)
     if expected_hash(entry) is None:
         _record_pin(entry, sha)

@@ -45,10 +45,14 @@ def _chosen(dataset, metrics, names):
     from .assets import select
     from .errors import PagbenchError
 
-    if dataset is not None:
-        from . import registry
+    from . import registry
 
+    if dataset is not None:
         registry.datasets().get(dataset)  # unknown name: one line with the closest names
+    if metrics:
+        table = registry.metrics()
+        for name in metrics:
+            table.get(name)
     chosen = select(dataset, metrics, names)
     if not chosen:
         raise PagbenchError("no asset is declared for this selection" + (f" (dataset {dataset})" if dataset else ""))
@@ -65,6 +69,7 @@ def assets_group():
 def list_command(dataset, metrics, root, names):
     """Table of assets: source URL, size, hash, local path and status (present/missing/damaged/partial)."""
     from rich.table import Table
+    from rich.text import Text
 
     from .assets import local_path, status
     from .console import console
@@ -72,9 +77,10 @@ def list_command(dataset, metrics, root, names):
     table = Table(title="assets")
     for column in ("name", "source", "size", "hash", "local path", "status"):
         table.add_column(column, overflow="fold")
-    for entry in _chosen(dataset, metrics, names):
-        table.add_row(entry.name, entry.url or f"manual: {entry.manual}", _size(entry), _hash(entry),
-                      str(local_path(entry, root)), status(entry, root))
+    for entry in _chosen(dataset, metrics, names):  # Text: paths and URLs are shown as they are, never as markup
+        cells = (entry.name, entry.url or f"manual: {entry.manual}", _size(entry), _hash(entry), str(local_path(entry, root)),
+                 status(entry, root))
+        table.add_row(*(Text(cell) for cell in cells))
     console().print(table)
 
 
@@ -135,6 +141,8 @@ def verify_command(dataset, metrics, root, names):
 @_selection
 def manifest_command(dataset, metrics, root, names):
     """For an air-gapped cluster: the files to copy, their hashes and destinations (copy-pasteable)."""
+    import shlex
+
     from .assets import asset_root, expected_hash, local_path
 
     base = root or asset_root()
@@ -146,19 +154,19 @@ def manifest_command(dataset, metrics, root, names):
         path = local_path(entry, root)
         lines.append(f"# {entry.name}: {entry.description} ({_size(entry)}; licence: {entry.licence or 'see source'})")
         if entry.url:
-            lines.append(f"curl -L --fail -C - -o '{entry.filename}' '{entry.url}'")
+            lines.append(f"curl -L --fail -C - -o {shlex.quote(entry.filename)} {shlex.quote(entry.url)}")
         else:
             lines.append(f"# manual only: {entry.manual}")
         if expected:
             algorithm, value, how = expected
             tool = "sha256sum" if algorithm == "sha256" else "md5sum"
             if len(value) == {"sha256": 64, "md5": 32}[algorithm]:
-                lines.append(f"echo '{value}  {entry.filename}' | {tool} -c -   # {how}")
+                lines.append(f"echo {shlex.quote(f'{value}  {entry.filename}')} | {tool} -c -   # {how}")
             else:
-                lines.append(f"{tool} '{entry.filename}'   # must start with {value} ({how})")
+                lines.append(f"{tool} {shlex.quote(entry.filename)}   # must start with {value} ({how})")
         else:
-            lines.append(f"sha256sum '{entry.filename}'   # no published hash: pagbench pins the first copy it sees")
-        lines.append(f"mkdir -p '{path.parent}' && cp '{entry.filename}' '{path}'")
+            lines.append(f"sha256sum {shlex.quote(entry.filename)}   # no published hash: pagbench pins the first copy it sees")
+        lines.append(f"mkdir -p {shlex.quote(str(path.parent))} && cp {shlex.quote(entry.filename)} {shlex.quote(str(path))}")
         lines.append("")
     lines.append("# then, on the cluster: pagbench assets verify" + (f" --dataset {dataset}" if dataset else ""))
     click.echo("\n".join(lines))

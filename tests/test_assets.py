@@ -242,14 +242,23 @@ def test_cli_list_fetch_verify_and_manifest(mirror, register_plugin, root):
     assert cli("verify", "--root", str(root), "cli-net").exit_code == 0
     manifest = cli("manifest", "--root", str(root), "cli-net").output
     assert f"echo '{SHA}  net.pkl' | sha256sum -c -" in manifest
-    assert f"cp 'net.pkl' '{root / 'cli-net' / 'net.pkl'}'" in manifest and "export PAGBENCH_ASSETS_DIR=" in manifest
-    assert f"curl -L --fail -C - -o 'net.pkl' '{mirror.url('/net.pkl')}'" in manifest
+    assert f"cp net.pkl {root / 'cli-net' / 'net.pkl'}" in manifest and "export PAGBENCH_ASSETS_DIR=" in manifest
+    assert f"curl -L --fail -C - -o net.pkl {mirror.url('/net.pkl')}" in manifest
     data = bytearray((root / "cli-net" / "net.pkl").read_bytes())
     data[100] ^= 0xFF
     (root / "cli-net" / "net.pkl").write_bytes(bytes(data))
     verified = cli("verify", "--root", str(root), "cli-net")
     assert verified.exit_code == 1 and "DAMAGED" in verified.output
     assert "damaged" in cli("list", "--root", str(root), "cli-net").output
+
+
+def test_an_unwritable_root_and_unknown_names_are_one_line(mirror, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PagbenchError, match="cannot create"):
+        assets.download(entry(mirror), blocker / "assets", progress=False)
+    result = cli("list", "--metric", "lpips_alignmnt")
+    assert result.exit_code == 2 and "unknown metric 'lpips_alignmnt'; did you mean lpips_alignment" in result.output
 
 
 def test_cli_manual_assets_are_listed_with_instructions(root):
