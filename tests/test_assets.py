@@ -301,3 +301,25 @@ def test_cli_fetch_interrupted_leaves_only_a_part_and_a_rerun_completes(mirror, 
     assert rerun.returncode == 0, rerun.stderr
     assert files_under(root) == [str(part.relative_to(root))[: -len(".part")]]
     assert mirror.requests("/net.pkl")[-1] == f"bytes={kept}-"  # resumed where the first run stopped
+
+
+def test_every_missing_file_message_names_the_fetch_command(monkeypatch, synthetic, tmp_path):
+    """Offline with nothing fetched: the dataset, the edm provider and the LPIPS backbone each say
+    which ``pagbench assets fetch`` fixes them."""
+    from pagbench.registry import datasets, score_providers
+    from pagbench_plugins.metrics import lpips_alignment
+
+    monkeypatch.setenv("PAGBENCH_OFFLINE", "1")
+    monkeypatch.delenv("PAGBENCH_LPIPS_BACKBONE", raising=False)
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(MetricUnavailable, match=r"dataset 'cifar10': .*`pagbench assets fetch cifar10-python`"):
+        datasets().get("cifar10").factory(None)
+    cifar_like = type("Cifar", (), {"name": "cifar10", "num_classes": 10, "image_shape": (3, 32, 32)})()
+    with pytest.raises(MetricUnavailable, match=r"edm score provider: .*`pagbench assets fetch edm-cifar10-32x32-uncond-vp`"):
+        score_providers().get("edm").factory(cifar_like, {})
+    with pytest.raises(MetricUnavailable, match="no default network for 'synthetic'.*asset=NAME"):
+        score_providers().get("edm").factory(synthetic, {})
+    with pytest.raises(MetricUnavailable, match="`pagbench assets fetch alexnet`"):
+        lpips_alignment.check_backbone()
