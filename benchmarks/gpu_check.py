@@ -11,8 +11,10 @@ sizes and prints no GPU figure. Sections:
     Bayes model and a tiny zoo ResNet18 trained here; tolerance |cpu − cuda| ≤ 5e-3 for means of
     continuous per-image values, ≤ 2/n for accuracy and fractions (one image's argmax or
     threshold may flip under different kernels);
-(b) training throughput (images/s) of standard, noise, smooth, gnorm and pgd-10 steps, ResNet18
-    width 64, batch 128, 3×32×32 random data, each switch on and off (fp16 and compile are
+(b) training throughput (images/s) of the zoo's own training step (``training_step`` of
+    ``plugins/zoo/training.py``, the cifar10 recipes' optimiser and the registered regimes' losses)
+    for standard, noise, smooth, gnorm and pgd-10, ResNet18 width 64, batch 128, 3×32×32 random
+    data, each switch on and off (fp16 and compile are
     excluded for gnorm, with the reason); the data path (host batches through pinned memory vs
     device-resident crop + flip) per step on a CIFAR-size uint8 split;
 (c) evaluation throughput (images/s) of all metrics on 3×32×32 inputs, with a CIFAR-size score
@@ -117,39 +119,40 @@ def excluded(regime, switches):
     return None
 
 
+#: the regime strengths timed in (b): mid-grid values of the paper's sweeps (pgd-10 is pgd with cifar10's 10 steps of 2ε/10)
+STRENGTHS = {"standard": 0.0, "noise": 0.1, "smooth": 1.0, "gnorm": 0.1, "pgd-10": 0.5}
+
+
 def step_throughput(device, regime, switches, size):
-    """images/s of training steps (the training loop's step: autocast, GradScaler for fp16)."""
+    """images/s of the zoo's own training step (``pagbench_plugins.zoo.training.training_step``,
+    what ``pagbench train`` and every sweep job run) on the cifar10 recipe of ``regime``, with its
+    optimiser, GradScaler, autocast dtype and the regime's registered loss; the network is the
+    zoo's ResNet18 for cifar10 (normalisation inside) at ``size["width"]``."""
     import torch
+    from types import SimpleNamespace
 
-    from pagbench_plugins.regimes import gnorm_loss, noise_loss, pgd_loss, smooth_loss, standard_loss
-    from pagbench_plugins.zoo.resnet import ResNet18
+    from pagbench.registry import trainers
+    from pagbench_plugins.zoo.build import architecture
+    from pagbench_plugins.zoo.recipes import recipe_for
+    from pagbench_plugins.zoo.training import autocast_dtype, optimizer_for, training_step
 
-    losses = {"standard": lambda m, x, y: standard_loss(m, x, y, 0.0), "noise": lambda m, x, y: noise_loss(m, x, y, 0.1),
-              "smooth": lambda m, x, y: smooth_loss(m, x, y, 1.0), "gnorm": lambda m, x, y: gnorm_loss(m, x, y, 0.1),
-              "pgd-10": lambda m, x, y: pgd_loss(m, x, y, 0.5, steps=10, step_factor=2.0)}
+    name = "pgd" if regime == "pgd-10" else regime
+    recipe = recipe_for("cifar10", name, STRENGTHS[regime], amp=switches.get("amp")).with_overrides(width=size["width"],
+                                                                                                   batch_size=size["batch"])
+    cifar = SimpleNamespace(name="cifar10", num_classes=10, image_shape=(3, size["side"], size["side"]))
     torch.manual_seed(0)
     memory_format = torch.channels_last if switches.get("channels_last") else torch.contiguous_format
-    model = ResNet18(10, width=size["width"]).to(device, memory_format=memory_format)
+    model = architecture(recipe, cifar).to(device, memory_format=memory_format)
     network = torch.compile(model) if switches.get("compile") else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(switches.get("amp"))
-    scaler = torch.amp.GradScaler(device.type) if switches.get("amp") == "fp16" else None
+    optimizer, scaler = optimizer_for(recipe, model, device)
+    amp = autocast_dtype(recipe)
+    loss_fn = trainers().get(recipe.regime).loss
     images = torch.rand(size["batch"], 3, size["side"], size["side"], device=device).contiguous(memory_format=memory_format)
     labels = torch.randint(0, 10, (size["batch"],), device=device)
-    loss_fn = losses[regime]
 
     def step():
         network.train()
-        with torch.autocast(device.type, dtype=amp) if amp else _null():
-            loss = loss_fn(network, images, labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        training_step(network, optimizer, scaler, loss_fn, images, labels, recipe, device.type, amp)
 
     for _ in range(size["warmup"]):
         step()
@@ -159,12 +162,6 @@ def step_throughput(device, regime, switches, size):
         step()
     _sync(device)
     return size["steps"] * size["batch"] / (time.perf_counter() - started)
-
-
-def _null():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 def _sync(device):

@@ -247,3 +247,30 @@ def test_gpu_check_degrades_to_a_cpu_run_that_says_cuda_is_absent(tmp_path, caps
     assert "gnorm     fp16" in out and "excluded: gnorm's input-gradient penalty" in out
     assert "device-resident" in out and "images/s" in out
     assert "not a GPU projection: CUDA absent" in out and "device-hours" in out
+
+
+def test_gpu_check_times_the_training_loops_own_step(monkeypatch):
+    """benchmarks/gpu_check.py (b) measures ``training.training_step``, the step ``train`` runs,
+    with the cifar10 recipe's regime options (pgd-10: 10 attack steps)."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from pagbench_plugins.zoo import training
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen = []
+    real = training.training_step
+
+    def counting(network, optimizer, scaler, loss_fn, images, labels, recipe, device_type, amp_dtype):
+        seen.append((recipe.regime, recipe.regime_options, amp_dtype, type(optimizer).__name__, scaler is not None))
+        return real(network, optimizer, scaler, loss_fn, images, labels, recipe, device_type, amp_dtype)
+
+    monkeypatch.setattr(training, "training_step", counting)
+    size = dict(width=4, batch=4, side=8, warmup=1, steps=1)
+    assert module.step_throughput(torch.device("cpu"), "pgd-10", {"amp": "bf16"}, size) > 0
+    assert seen == [("pgd", {"steps": 10, "step_factor": 2.0}, torch.bfloat16, "SGD", False)] * 2

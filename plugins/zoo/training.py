@@ -273,6 +273,45 @@ def pinned_threads(device, threads: int):
         torch.set_num_threads(saved)
 
 
+def optimizer_for(recipe: TrainingRecipe, model, device):
+    """The optimiser of ``recipe`` over ``model``'s parameters (Adam, or SGD with momentum and
+    weight decay) and its GradScaler (fp16 autocast only, else None)."""
+    import torch
+
+    if recipe.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return optimizer, (torch.amp.GradScaler(torch.device(device).type) if recipe.amp == "fp16" else None)
+
+
+def autocast_dtype(recipe: TrainingRecipe):
+    """The autocast dtype of ``recipe.amp`` (None when off)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.amp)
+
+
+def training_step(network, optimizer, scaler, loss_fn, images, labels, recipe: TrainingRecipe, device_type: str, amp_dtype):
+    """One optimisation step of :func:`train`: the regime's loss on the batch (images (B, C, H, W)
+    in [0,1], labels (B,), on the device) under autocast when ``amp_dtype`` is set, backward
+    (through ``scaler`` for fp16) and the optimiser's step. Returns the loss, a 0-d tensor on the
+    device (not read back: the caller decides when to synchronise). The lr is set by the caller."""
+    import torch
+
+    with torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else nullcontext():
+        loss = loss_fn(network, images, labels, recipe.strength, **recipe.regime_options)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss
+
+
 def train(
     recipe: TrainingRecipe,
     build_model: Callable[[], "object"],
@@ -332,11 +371,7 @@ def train(
             network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if options.compile:
             network = torch.compile(network)
-        if recipe.optimizer == "adam":
-            optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-        scaler = torch.amp.GradScaler(device.type) if recipe.amp == "fp16" else None
+        optimizer, scaler = optimizer_for(recipe, model, device)
         return model, network, optimizer, scaler, torch.Generator().manual_seed(recipe.seed)  # data order and augmentation
 
     model, network, optimizer, scaler, generator = fresh()
@@ -367,7 +402,7 @@ def train(
                 log(f"{error}; training {recipe.identifier} from the start")
             model, network, optimizer, scaler, generator = fresh()
             start_epoch, history = 0, []
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.amp)
+    amp_dtype = autocast_dtype(recipe)
     count = len(train_split)
     steps_per_epoch = (count + recipe.batch_size - 1) // recipe.batch_size
     total_steps = steps_per_epoch * (recipe.epochs - start_epoch)
@@ -393,16 +428,7 @@ def train(
                 labels = labels[rank::world]
                 if options.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                    loss = loss_fn(network, images, labels, recipe.strength, **recipe.regime_options)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                loss = training_step(network, optimizer, scaler, loss_fn, images, labels, recipe, device.type, amp_dtype)
                 loss_sum += loss.detach().double() * labels.shape[0]
                 seen += labels.shape[0]
                 advance(1)
