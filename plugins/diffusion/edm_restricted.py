@@ -328,6 +328,8 @@ class _Matcher:
                     self.mismatched.append(f"{key} is not a floating-point tensor")
                 elif tuple(tensor.shape) != tuple(mine.shape):
                     self.mismatched.append(f"{key} has shape {list(tensor.shape)}, pagbench's {list(mine.shape)}")
+                elif tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
+                    self.mismatched.append(f"{key} is not stored in full (a view of {tensor.untyped_storage().nbytes()} bytes)")
                 elif not bool(torch.isfinite(tensor).all()):
                     self.mismatched.append(f"{key} has non-finite values")
                 else:
@@ -368,10 +370,12 @@ def _record_classes(record, seen=None) -> set:
     return seen
 
 
-def build_own_network(record, where: str):
+def build_own_network(record, where: str, size: int):
     """pagbench's module for an ``'ema'`` record, filled from the record's tensors, in ``eval()``
-    mode with frozen parameters; raises :class:`NotImplementedHere` for classes pagbench lacks and
-    :class:`OwnNetworkMismatch` for arguments or tensors that do not fit."""
+    mode with frozen parameters; ``size`` is the file's length in bytes (a network bigger than the
+    file could hold is refused before anything is allocated). Raises :class:`NotImplementedHere`
+    for classes pagbench lacks and :class:`OwnNetworkMismatch` for arguments or tensors that do
+    not fit."""
     import torch
 
     from .edm_networks import BLOCKS, UNETS
@@ -390,6 +394,10 @@ def build_own_network(record, where: str):
             network = PRECONDITIONERS[record.class_name](**precond, **model)
     except (ValueError, TypeError, ZeroDivisionError, RuntimeError) as error:
         raise OwnNetworkMismatch(f"{where}: {record.class_name} cannot be built from its recorded arguments: {error}") from None
+    elements = sum(tensor.numel() for tensor in [*network.parameters(), *network.buffers()])
+    if elements * 2 > size:  # every tensor's storage is in the file, at ≥ 2 bytes per element
+        raise OwnNetworkMismatch(f"{where}: its arguments describe a network of {elements:,} parameters and buffers, "
+                                 f"more than a {size:,}-byte file can hold")
     for name, module in network.named_modules():
         groups = getattr(module, "num_groups", None)
         if groups is not None and (groups < 1 or module.weight.shape[0] % groups):
@@ -421,7 +429,7 @@ def own_network_contents(data: bytes, where: str):
     record = contents.get("ema") if isinstance(contents, dict) else None
     if record is None:
         raise NotImplementedHere("it has no 'ema' network record")
-    network = build_own_network(record, where)
+    network = build_own_network(record, where, len(data))
     provenance = {"loaded_with": "pagbench's own implementation (no code from the file ran)",
                   "class_name": f"{record.class_name}/{network.model.EDM_CLASS}",
                   "module_src_sha256": record.module_src_sha256}
