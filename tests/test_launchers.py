@@ -30,6 +30,8 @@ def invoke(*args):
         (["--partition", "gpu"], "need --launcher submitit"),
         (["--launcher", "submitit", "--cluster", "nowhere"], "unknown cluster"),
         (["--launcher", "submitit", "--cluster", "debug", "--max-parallel", "0"], "--max-parallel must be >= 1"),
+        (["--launcher", "submitit", "--cluster", "debug", "--mem-per-job", "0"], "--mem-per-job must be > 0 GB, got 0"),
+        (["--mem-per-job", "8"], "need --launcher submitit"),
         (["--launcher", "submitit", "--cluster", "debug", "--amp", "fp16", "--regime", "gnorm"], "fp16 excludes gnorm"),
     ],
 )
@@ -94,6 +96,8 @@ def test_slurm_array_settings(tmp_path, fake_slurm):
     assert parameters["gpus_per_node"] == 1 and parameters["cpus_per_task"] == 8 and parameters["ntasks_per_node"] == 1
     cpu = executor_for("slurm", SubmititSettings(cluster="slurm"), tmp_path, "cpu")._executor.parameters
     assert "gpus_per_node" not in cpu and "partition" not in cpu  # no GPU asked for a CPU sweep
+    memory = executor_for("slurm", SubmititSettings(cluster="slurm", mem_gb=12.5), tmp_path, "cpu")._executor.parameters
+    assert memory["mem"] == "12800MB" and "mem" not in cpu
 
 
 def test_a_preempted_job_requeues_itself():
@@ -169,6 +173,7 @@ def test_a_slurm_sweep_is_one_array_with_the_cap_partition_and_requeue(tmp_path,
         (["--partition", "gpu", "--gpus-per-job", "4"], "asks for 4 GPUs per job; partition gpu's nodes have at most 2"),
         (["--gpus-per-job", "1"], "asks for 1 GPU per job; partition cpu's nodes have none"),
         (["--partition", "gpu", "--time", "601"], "asks for 601 minutes per job; partition gpu's time limit is 600 minutes"),
+        (["--mem-per-job", "80"], "asks for 80 GB per job; partition cpu's largest node has 62.5 GB (--mem-per-job)"),
         (["--partition", "gpuu"], "partition 'gpuu' does not exist on this cluster (did you mean gpu, cpu?); partitions: cpu, gpu"),
     ],
 )

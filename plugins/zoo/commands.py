@@ -91,7 +91,9 @@ def add_commands(cli: click.Group) -> None:
     @click.option("--cluster", default=None, help="submitit: slurm, local, debug or auto (default: slurm when sbatch exists, else local).")
     @click.option("--max-parallel", type=int, default=None, help="submitit: jobs of the array running at once (default 64).")
     @click.option("--gpus-per-job", type=int, default=None, help="submitit: GPUs per job (default: 1 with --device cuda, else 0).")
-    @click.option("--cpus-per-job", type=int, default=None, help="submitit: CPU cores per job (default 4).")
+    @click.option("--cpus-per-job", type=int, default=None,
+                  help="submitit: CPU cores per job (default 4, or the partition's largest node when smaller).")
+    @click.option("--mem-per-job", "mem_gb", type=float, default=None, help="submitit: memory per job in GB (default: the cluster's).")
     @click.option("--time", "time_minutes", type=int, default=None, help="submitit: minutes per job; at the limit it is requeued and resumes (default 1440).")
     @click.option("--partition", default=None, help="submitit: Slurm partition.")
     @click.option("--wait/--no-wait", default=None, help="submitit: wait for the jobs and render (default: wait except on Slurm).")
@@ -100,7 +102,7 @@ def add_commands(cli: click.Group) -> None:
     @training_switches
     def sweep_command(dataset, regime, strengths, grid, preset, seeds, seed_offset, num_images, batch_size, epochs, epsilons,
                       sigmas, device, data_root, output_dir, emit_jobs, launcher, cluster, max_parallel, gpus_per_job, cpus_per_job,
-                      time_minutes, partition, wait, no_report, no_progress, device_data, channels_last, amp, compile_model,
+                      mem_gb, time_minutes, partition, wait, no_report, no_progress, device_data, channels_last, amp, compile_model,
                       deterministic):
         """Sweep a regime's strength: train or reuse, evaluate, plot the three regimes."""
         from pathlib import Path
@@ -157,9 +159,9 @@ def add_commands(cli: click.Group) -> None:
             write_jobs(Path(emit_jobs), job_commands(dataset, regime, chosen, seeds, preset, output, extra))
             return
         settings = SubmititSettings(**{key: value for key, value in dict(
-            cluster=cluster, max_parallel=max_parallel, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+            cluster=cluster, max_parallel=max_parallel, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, mem_gb=mem_gb,
             time_minutes=time_minutes, partition=partition, wait=wait).items() if value is not None})
-        slurm_given = any(value is not None for value in (cluster, max_parallel, gpus_per_job, cpus_per_job, time_minutes, partition, wait))
+        slurm_given = any(value is not None for value in (cluster, max_parallel, gpus_per_job, cpus_per_job, mem_gb, time_minutes, partition, wait))
         resolved = check_launcher(launcher, settings, device, slurm_given)
         seed_range = range(seed_offset, seed_offset + seeds)
         if launcher == "submitit":

@@ -66,7 +66,7 @@ def check_launcher(launcher: str, settings: SubmititSettings, device: str, slurm
         raise PagbenchError(f"unknown launcher {launcher!r}{closest_names_hint(launcher, LAUNCHERS)}; launchers: {', '.join(LAUNCHERS)}")
     if launcher == "local":
         if slurm_options_given:
-            raise PagbenchError("--cluster, --max-parallel, --gpus-per-job, --cpus-per-job, --time, --partition and --wait need --launcher submitit")
+            raise PagbenchError("--cluster, --max-parallel, --gpus-per-job, --cpus-per-job, --mem-per-job, --time, --partition and --wait need --launcher submitit")
         _check_local_device(device)
         return None
     if settings.cluster not in CLUSTERS:
@@ -84,7 +84,7 @@ def check_launcher(launcher: str, settings: SubmititSettings, device: str, slurm
         if value < low:
             raise PagbenchError(f"{name} must be >= {low}, got {value}")
     if settings.mem_gb is not None and not settings.mem_gb > 0:
-        raise PagbenchError(f"memory per job must be > 0 GB, got {settings.mem_gb}")
+        raise PagbenchError(f"--mem-per-job must be > 0 GB, got {settings.mem_gb:g}")
     if cluster != "slurm":
         _check_local_device(device)  # the jobs run here; on Slurm the GPU is on the compute nodes
     elif shutil.which("sinfo"):
@@ -278,7 +278,7 @@ def fit_partition(settings: SubmititSettings, device: str, nodes: list[SlurmNode
     if settings.mem_gb is not None:
         most_memory = max(node.memory_mb for node in mine)
         if settings.mem_gb * 1024 > most_memory:
-            raise PagbenchError(f"asks for {settings.mem_gb:g} GB per job; partition {name}'s largest node has {most_memory / 1024:.3g} GB")
+            raise PagbenchError(f"asks for {settings.mem_gb:g} GB per job; partition {name}'s largest node has {most_memory / 1024:.3g} GB (--mem-per-job)")
     limit = mine[0].time_limit_minutes
     if limit is not None and settings.time_minutes > limit:
         raise PagbenchError(f"asks for {settings.time_minutes} minutes per job; partition {name}'s time limit is {limit:g} minutes (--time)")
