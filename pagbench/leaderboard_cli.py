@@ -214,7 +214,8 @@ def _verify_every(root, seed_results, options, progress: bool) -> None:
             verdict = f"ERROR: {outcome.error}"
         else:
             verdict = "reproduces" if outcome.reproduces else "DOES NOT REPRODUCE"
-            verdict += f" ({outcome.report.case})"
+            seeds = f"; spread of {outcome.report.seeds + 1} training seeds" if outcome.report.seeds else ""
+            verdict += f" ({outcome.report.case}{seeds})"
         click.echo(f"{outcome.entry.path}: {verdict} [{outcome.seconds:.0f} s]", err=True)
 
     with warnings.catch_warnings():
