@@ -171,14 +171,19 @@ def rewrite_edm_pickle(data, edit=None, module_src=None, class_names=None):
             return reconstruct, (dict(type="class", version=record.version, module_src=source, class_name=name,
                                       state=convert(record.state)),)
 
+    converted = {}  # id(record) -> its stand-in, so shared (or cyclic) records stay shared
+
     def module_dict(record):  # a ModuleDict whose __dict__ is the record's state, pickled by torch as usual
-        instance = torch.nn.ModuleDict.__new__(torch.nn.ModuleDict)
+        instance = converted[id(record)] = torch.nn.ModuleDict.__new__(torch.nn.ModuleDict)
         object.__setattr__(instance, "__dict__", convert(record.state))
         return instance
 
     def convert(value):
+        if id(value) in converted:
+            return converted[id(value)]
         if isinstance(value, PersistentRecord):
-            return Persistent(value)
+            converted[id(value)] = Persistent(value)
+            return converted[id(value)]
         if isinstance(value, TorchModuleRecord):
             return module_dict(value)
         if isinstance(value, AttributeDict):

@@ -193,6 +193,8 @@ HOSTILE = {
     "stride-0 view": (tensor_edit("model/map_layer1/_parameters/weight", lambda table, name: table.__setitem__(name, torch.zeros(1).expand(64, 64))),
                       "model.map_layer1.weight is not stored in full (a view of 4 bytes)"),
     "bigger than the file": (set_kwarg("model_channels", 4096), "more than a"),
+    "cyclic module tree": (submodule("model/enc", lambda record: record.state["_modules"].__setitem__("16x16_block0", record)),
+                           "model.enc.16x16_block0 is torch.nn.ModuleDict, pagbench expects UNetBlock"),
     "attribute differs": (submodule("model/enc/16x16_block0", lambda record: record.state.__setitem__("num_heads", 4)),
                           "model.enc.16x16_block0.num_heads = 4 (pagbench's: 1)"),
     "class swapped": (submodule("model/map_layer0", lambda record: setattr(record, "class_name", "Conv2d")),

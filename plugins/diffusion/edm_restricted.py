@@ -359,15 +359,17 @@ class _Matcher:
         return " | ".join(parts)
 
 
-def _record_classes(record, seen=None) -> set:
-    """Every class name in a record tree."""
-    seen = set() if seen is None else seen
-    if isinstance(record, (PersistentRecord, TorchModuleRecord)):
-        seen.add(record.class_name)
-        children = record.state.get("_modules")
-        for child in (children.values() if isinstance(children, dict) else ()):
-            _record_classes(child, seen)
-    return seen
+def _record_classes(record) -> set:
+    """Every class name in a record tree (a file may make it cyclic: each record is visited once)."""
+    names, visited, pending = set(), set(), [record]
+    while pending:
+        record = pending.pop()
+        if isinstance(record, (PersistentRecord, TorchModuleRecord)) and id(record) not in visited:
+            visited.add(id(record))
+            names.add(record.class_name)
+            children = record.state.get("_modules")
+            pending += list(children.values()) if isinstance(children, dict) else []
+    return names
 
 
 def build_own_network(record, where: str, size: int):
