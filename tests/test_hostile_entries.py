@@ -67,6 +67,8 @@ REFUSED = [
     ("LF in the model name", set_model("bayes\n# owned"), "holds the control or bidi character U+000A"),
     ("CR in a provider option", lambda d: d["config"]["provider_options"].update(path="a\rb"),
      "config.provider_options.path holds the control or bidi character U+000D"),
+    ("LF in an object key", lambda d: d["config"]["provider_options"].update({"a\nb": "1"}),
+     "(a key) holds the control or bidi character U+000A"),
     ("NUL in the card description", set_card("description", "nice\x00model"), "holds the control or bidi character U+0000"),
     ("right-to-left override in the name", set_model("bayes\u202egnp.exe"), "holds the control or bidi character U+202E"),
     ("bidi isolate in the card", set_card("source", "a\u2066b"), "holds the control or bidi character U+2066"),
