@@ -323,3 +323,16 @@ def test_every_missing_file_message_names_the_fetch_command(monkeypatch, synthet
         score_providers().get("edm").factory(synthetic, {})
     with pytest.raises(MetricUnavailable, match="`pagbench assets fetch alexnet`"):
         lpips_alignment.check_backbone()
+
+
+def test_per_dataset_defaults_come_from_declarations_and_explicit_flags_win():
+    from pagbench.options import EvaluationOptions
+    from pagbench.registry import datasets
+
+    assert EvaluationOptions(model="m", dataset="cifar10").gradient == "logit-sum"  # ↔ the unconditional network
+    assert EvaluationOptions(model="m", dataset="imagenet64").gradient == "logit"  # ↔ the class-conditional one
+    assert EvaluationOptions(model="m", dataset="imagenet").gradient == "logit"
+    assert EvaluationOptions(model="m").gradient == "logprob"  # synthetic: the Bayes model scores exactly 1
+    assert EvaluationOptions(model="m", dataset="cifar10", gradient="logprob").gradient == "logprob"
+    cifar = datasets().get("cifar10")
+    assert (cifar.default_score_provider, cifar.default_manifold_provider) == ("edm", "score-jacobian")
