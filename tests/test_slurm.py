@@ -8,7 +8,6 @@ job); the jobs run this venv's python with ``PAGBENCH_CACHE_DIR`` set to a folde
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -61,17 +60,14 @@ def recipe_id(regime: str, strength: float, seed: int, epochs: int) -> str:
 
 
 def weights_digest(cache: Path, identifier: str) -> str:
-    """sha256 over the stored state dict's names, dtypes, shapes and bytes (independent of how
-    torch.save lays the file out)."""
-    import torch
+    """:func:`pagbench.results.weights_digest` (names, dtypes, shapes and bytes) of a stored model."""
+    from types import SimpleNamespace
 
+    from pagbench.results import weights_digest as digest_of
     from pagbench.store import load_tensors
 
-    digest = hashlib.sha256()
-    for name, tensor in sorted(load_tensors(cache / "models" / identifier / "weights.pt").items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    state = load_tensors(cache / "models" / identifier / "weights.pt")
+    return digest_of(SimpleNamespace(state_dict=lambda: state))
 
 
 def manifest(output: Path) -> list[dict]:
