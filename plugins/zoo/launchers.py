@@ -361,7 +361,11 @@ def failure_line(error: BaseException) -> str:
 
 #: Pending reasons that do not resolve by waiting: the job can never start as submitted.
 HOPELESS_REASONS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
-                    "AccountNotAllowed", "QOSNotAllowed", "DependencyNeverSatisfied", "JobHeldAdmin")
+                    "AccountNotAllowed", "QOSNotAllowed", "DependencyNeverSatisfied")
+
+
+#: consecutive ``squeue`` failures :func:`follow_slurm` tolerates before it gives up
+QUEUE_TRIES = 5
 
 
 def queue_states(array_ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -392,9 +396,17 @@ def follow_slurm(handles, poll_seconds: float = 2.0, echo=None) -> set[str]:
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     array_ids = sorted({str(handle.job_id).split("_")[0] for handle in handles})
     open_jobs = {str(handle.job_id): handle for handle in handles}
-    ended, shown = set(), None
+    ended, shown, failures = set(), None, 0
     while open_jobs:
-        states = queue_states(array_ids)
+        try:
+            states = queue_states(array_ids)
+            failures = 0
+        except PagbenchError:
+            failures += 1  # slurmctld busy or restarting: ask again, give up after a few tries in a row
+            if failures >= QUEUE_TRIES:
+                raise
+            time.sleep(poll_seconds)
+            continue
         for job_id, handle in list(open_jobs.items()):
             if handle.paths.result_pickle.exists():
                 del open_jobs[job_id]
