@@ -31,6 +31,7 @@ def invoke(*args):
         (["--launcher", "submitit", "--cluster", "nowhere"], "unknown cluster"),
         (["--launcher", "submitit", "--cluster", "debug", "--max-parallel", "0"], "--max-parallel must be >= 1"),
         (["--launcher", "submitit", "--cluster", "debug", "--mem-per-job", "0"], "--mem-per-job must be > 0 GB, got 0"),
+        (["--launcher", "submitit", "--cluster", "debug", "--cpus-per-job", "0"], "--cpus-per-job must be >= 1, got 0"),
         (["--mem-per-job", "8"], "need --launcher submitit"),
         (["--launcher", "submitit", "--cluster", "debug", "--amp", "fp16", "--regime", "gnorm"], "fp16 excludes gnorm"),
     ],

@@ -79,7 +79,7 @@ def check_launcher(launcher: str, settings: SubmititSettings, device: str, slurm
         raise PagbenchError("--cluster slurm: Slurm is not available here (no sbatch on the PATH); use --cluster local or debug")
     if settings.partition is not None and cluster != "slurm":
         raise PagbenchError(f"--partition is a Slurm option; the cluster here is {cluster!r}")
-    for name, value, low in (("--max-parallel", settings.max_parallel, 1), ("--cpus-per-job", settings.cpus_per_job or 1, 1),
+    for name, value, low in (("--max-parallel", settings.max_parallel, 1), ("--cpus-per-job", 1 if settings.cpus_per_job is None else settings.cpus_per_job, 1),
                              ("--time", settings.time_minutes, 1), ("--gpus-per-job", settings.gpus_per_job or 0, 0)):
         if value < low:
             raise PagbenchError(f"{name} must be >= {low}, got {value}")
