@@ -128,7 +128,8 @@ def test_a_downloaded_pickle_is_checked_before_it_is_stored_and_its_hash_recorde
     from .asset_mirror import Mirror
 
     monkeypatch.setenv("PAGBENCH_OFFLINE", "0")
-    payload = b"\x80\x04" + b"y" * 100
+    write_edm_pickle(tmp_path / "served.pkl", label_dim=0)  # a class pagbench does not implement: needs trust
+    payload = (tmp_path / "served.pkl").read_bytes()
     mirror = Mirror()
     try:
         mirror.files["/edm-tiny.pkl"] = payload
