@@ -25,7 +25,9 @@ hookimpl = pluggy.HookimplMarker("pagbench")
 @hookspec
 def register_datasets(register):
     """`register(DatasetEntry(name, factory, description, num_classes, image_shape, source,
-    licence, default_score_provider, default_manifold_provider))`. `factory(data_root)` returns
+    licence, default_score_provider, default_manifold_provider, default_gradient))`
+    (`default_gradient`: the `--gradient` used on this dataset when none is named, one whose paired
+    score the default score provider can serve; None: `logprob`). `factory(data_root)` returns
     a `pagbench.data.Dataset`: `name`, `num_classes`, `image_shape` (C, H, W), `splits` (name →
     a `pagbench.data.ImageSplit`, or a zero-argument callable that loads one on first use),
     `config` (whatever determines the content; it keys the caches), `robustness_epsilons` /
@@ -167,14 +169,16 @@ def register_board_columns(register):
 
 @hookspec
 def register_assets(register):
-    """Declare the files a dataset, metric or provider needs: ``register(AssetEntry(name, filename,
-    url, size, sha256/md5, licence, description, datasets, metrics, providers, ...))``
-    (:class:`pagbench.assets.AssetEntry`; ``url=None`` for a manual-only file, with ``manual``
-    saying how to get it).
-
-    ``pagbench assets list/fetch/verify/manifest`` show and fetch them; a plugin gets the checked
-    local file with ``pagbench.assets.resolve(pagbench.assets.get(name))`` (downloaded when online,
-    else :class:`pagbench.assets.AssetUnavailable` naming ``pagbench assets fetch NAME``).
+    """Declare the files a dataset, metric or provider needs: `register(AssetEntry(name,
+    filename, url, size, size_exact, sha256, md5, licence, description, datasets, metrics,
+    providers, folder, manual))` (`pagbench.assets.AssetEntry`). `url=None` marks a manual-only
+    file (`manual` says how to get it); `sha256` (full or a prefix of at least 8 hex digits) or
+    `md5` is the published hash (none: the first download is pinned); `datasets` / `metrics` /
+    `providers` say who needs it. The file lives at `<asset root>/<folder or name>/<filename>`.
+    `pagbench assets list/fetch/verify/manifest` show and fetch them; a plugin gets the checked
+    local file with `pagbench.assets.resolve(pagbench.assets.get(name))` (downloaded when online,
+    else `pagbench.assets.AssetUnavailable` naming `pagbench assets fetch NAME`), and
+    `pagbench.assets.for_provider(provider, dataset)` finds the one declared for a provider.
     """
 
 
