@@ -465,10 +465,11 @@ def download(entry: AssetEntry, root=None, *, progress: bool = True, retries: in
     return target
 
 
-def resolve(entry: AssetEntry, root=None, *, progress: bool = True, who: str = "") -> Path:
+def resolve(entry: AssetEntry, root=None, *, progress: bool = True, who: str = "", command: str | None = None) -> Path:
     """The checked local file of ``entry``: present → checked and returned; missing and online →
     downloaded; missing offline (``PAGBENCH_OFFLINE``) or manual-only → :class:`AssetUnavailable`
-    naming the fetch command. A damaged file is a one-line :class:`PagbenchError` naming it."""
+    naming the fetch command (``command``, default ``pagbench assets fetch NAME``). A damaged file
+    is a one-line :class:`PagbenchError` naming it."""
     from .paths import offline
 
     path = local_path(entry, root)
@@ -481,7 +482,7 @@ def resolve(entry: AssetEntry, root=None, *, progress: bool = True, who: str = "
                                f"(`pagbench assets manifest` lists what to put where)")
     if offline():
         raise AssetUnavailable(f"{prefix}{entry.filename} not found at {path} and PAGBENCH_OFFLINE is set; run "
-                               f"`{fetch_command(entry.name)}` where the network is reachable (or copy it there: "
+                               f"`{command or fetch_command(entry.name)}` where the network is reachable (or copy it there: "
                                f"`pagbench assets manifest`)")
     return download(entry, root, progress=progress)
 

@@ -316,6 +316,8 @@ def test_every_missing_file_message_names_the_fetch_command(monkeypatch, synthet
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(MetricUnavailable, match=r"dataset 'cifar10': .*`pagbench assets fetch cifar10-python`"):
         datasets().get("cifar10").factory(None)
+    with pytest.raises(MetricUnavailable, match=r"`pagbench assets fetch --dataset mnist-distractor`"):
+        datasets().get("mnist-distractor").factory(None)
     cifar_like = type("Cifar", (), {"name": "cifar10", "num_classes": 10, "image_shape": (3, 32, 32)})()
     with pytest.raises(MetricUnavailable, match=r"edm score provider: .*`pagbench assets fetch edm-cifar10-32x32-uncond-vp`"):
         score_providers().get("edm").factory(cifar_like, {})

@@ -65,7 +65,8 @@ def locate(data_root) -> Path:
 
         from . import MNIST_ASSETS
 
-        paths = [assets.resolve(assets.get(name), who="dataset 'mnist-distractor'") for name, _, _ in MNIST_ASSETS.values()]
+        command = assets.fetch_command("--dataset", "mnist-distractor")
+        paths = [assets.resolve(assets.get(name), who="dataset 'mnist-distractor'", command=command) for name, _, _ in MNIST_ASSETS.values()]
         directory = paths[0].parent
     if directory is None:
         raise missing_error("mnist-distractor", data_root, required, "DIR, DIR/MNIST/raw or DIR/raw",
