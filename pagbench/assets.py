@@ -414,13 +414,16 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: st
             raise PagbenchError(f"download of {url} failed: received {received:,} bytes, more than the {total:,} announced")
 
 
-def download(entry: AssetEntry, root=None, *, progress: bool = True, retries: int = 4, retry_delay: float | None = None,
+def download(entry: AssetEntry, root=None, *, progress: bool | None = None, retries: int = 4, retry_delay: float | None = None,
              timeout: float = 60.0, ranges: list | None = None) -> Path:
     """Download ``entry`` to :func:`local_path` (see the module docstring) and return that path.
 
     ``retries``: extra attempts after a transient failure, waiting ``retry_delay``·2^attempt
     seconds; ``ranges``, when given, collects the byte offsets of every Range request (for tests).
-    Nothing is ever written at the target path but the complete, checked file."""
+    ``progress`` None: a progress bar when stderr is a terminal. Nothing is ever written at the
+    target path but the complete, checked file."""
+    if progress is None:
+        progress = sys.stderr.isatty()
     if not entry.url:
         raise AssetUnavailable(f"asset {entry.name} cannot be downloaded: {entry.manual or 'no URL'}; put {entry.filename} at "
                                f"{local_path(entry, root)}")
@@ -465,7 +468,7 @@ def download(entry: AssetEntry, root=None, *, progress: bool = True, retries: in
     return target
 
 
-def resolve(entry: AssetEntry, root=None, *, progress: bool = True, who: str = "", command: str | None = None) -> Path:
+def resolve(entry: AssetEntry, root=None, *, progress: bool | None = None, who: str = "", command: str | None = None) -> Path:
     """The checked local file of ``entry``: present → checked and returned; missing and online →
     downloaded; missing offline (``PAGBENCH_OFFLINE``) or manual-only → :class:`AssetUnavailable`
     naming the fetch command (``command``, default ``pagbench assets fetch NAME``). A damaged file
