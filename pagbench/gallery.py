@@ -68,7 +68,7 @@ class GalleryData:
 
 
 def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split: str = "test", num_images: int = 4,
-                    gradient: str = "logprob", score: str = "auto", sigma: float | None = None,
+                    gradient: str | None = None, score: str = "auto", sigma: float | None = None,
                     score_provider: str | None = None, manifold_provider: str | None = None, data_root: str | None = None,
                     device: str = "cpu", provider_options: dict | None = None, first_image: int = 0,
                     cache=None) -> GalleryData:
@@ -78,7 +78,7 @@ def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split:
     the models share the dataset, the providers and the geometry cache, so the score is computed
     once. Each cosine is the one ``score_cosine`` reports for that image (the gradient resized to
     the score's resolution when the dataset is scored at another, ``Dataset.score_image_shape``).
-    Zoo models train on first use."""
+    ``gradient`` None: the dataset's default, as for ``evaluate``. Zoo models train on first use."""
     from .options import EvaluationOptions
     from .runner import prepare_all
 
@@ -97,7 +97,7 @@ def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split:
                    for model in models]
     setups = prepare_all(all_options, with_metrics=False)
     try:
-        return _draw(setups, split, gradient, first_image, num_images, cache)
+        return _draw(setups, split, setups[0].options.gradient, first_image, num_images, cache)  # None: the dataset's
     finally:  # a registered module of the caller's keeps its train/eval mode and requires_grad
         from .models import restore_models
 

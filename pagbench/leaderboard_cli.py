@@ -275,7 +275,7 @@ def leaderboard_gallery_command(datasets, num_images, device, data_root, display
 @click.option("--dataset", default=None, show_default=True)
 @click.option("--split", default="test", show_default=True)
 @click.option("--num-images", type=int, default=4, show_default=True, help="Rows: the first N images of the split.")
-@click.option("--gradient", type=click.Choice(GRADIENTS), default="logprob", show_default=True)
+@click.option("--gradient", type=click.Choice(GRADIENTS), default=None, help="Default: the dataset's (else logprob), as for evaluate.")
 @click.option("--score", type=click.Choice(("auto", *SCORE_KINDS)), default="auto", show_default=True)
 @click.option("--sigma", type=float, default=None, help="Noise level of the score in [0,1] pixel units (default: the provider's).")
 @click.option("--score-provider", default=None, help="Score provider (default: the dataset's).")
