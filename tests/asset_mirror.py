@@ -6,7 +6,8 @@
   consumed one per request: ``404``, ``500``, ``html`` (an HTML page with Content-Type
   text/html), ``html-body`` (an HTML page labelled application/octet-stream), ``drop`` (the
   headers announce the whole file, half the body is sent, then the connection is closed) and
-  ``stall`` (a first block, then the handler waits for :attr:`Mirror.release`). Every request is
+  ``stall`` (a first block, then the handler waits for :attr:`Mirror.release`) and ``ignore-range``
+  (the whole file with 200, as servers without Range support answer). Every request is
   logged as (path, Range header or None).
 * :func:`cifar_archive` — ``cifar-10-python.tar.gz`` holding python-pickled batches (a few random
   images each) under ``cifar-10-batches-py/``, as the real archive.
@@ -55,6 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<html><head><title>Error</title></head><body>quota exceeded</body></html>",
                               "application/octet-stream")
         start = 0
+        if fault == "ignore-range":
+            header = None
         if header and header.startswith("bytes=") and header.endswith("-"):
             start = int(header[len("bytes="):-1])
             if start >= len(body):

@@ -109,6 +109,22 @@ def test_a_truncated_body_leaves_only_a_resumable_part(mirror, root):
     assert mirror.requests("/net.pkl")[-1].startswith("bytes=")
 
 
+def test_a_server_that_ignores_range_restarts_the_part_from_the_beginning(mirror, root):
+    (root / PART).parent.mkdir(parents=True)
+    (root / PART).write_bytes(b"\x00" * 1000)  # a stale partial download
+    mirror.faults["/net.pkl"] = ["ignore-range"]
+    path = assets.download(entry(mirror), root, progress=False)
+    assert mirror.requests("/net.pkl") == ["bytes=1000-"] and path.read_bytes() == PAYLOAD and files_under(root) == [TARGET]
+
+
+def test_a_stale_part_longer_than_the_file_is_discarded(mirror, root):
+    (root / PART).parent.mkdir(parents=True)
+    (root / PART).write_bytes(b"\x00" * (len(PAYLOAD) + 10))
+    path = assets.download(entry(mirror, size=None, size_exact=False), root, progress=False)
+    assert mirror.requests("/net.pkl") == [f"bytes={len(PAYLOAD) + 10}-", None]  # 416, then afresh
+    assert path.read_bytes() == PAYLOAD and files_under(root) == [TARGET]
+
+
 @pytest.mark.parametrize("fault", ["html", "html-body"])
 def test_an_html_page_served_as_a_pickle_is_refused(mirror, root, fault):
     mirror.faults["/net.pkl"] = [fault]
