@@ -229,6 +229,15 @@ def test_a_published_architecture_evaluates_through_the_cli_without_trust(tmp_pa
     assert result["metrics"]["score_cosine"]["n"] == 8
 
 
+def test_file_provided_names_cannot_break_the_one_line_error(tmp_path):
+    edit = submodule("model/map_layer0", lambda record: setattr(record, "class_name", "Evil\nError: forged" + "x" * 500))
+    path = write(tmp_path, rewrite_edm_pickle(fixture_bytes("vp-songunet-32-uncond"), edit=edit))
+    with pytest.raises(PagbenchError) as error:
+        load(path)
+    text = str(error.value)
+    assert "\n" not in text and "class Evil\\nError: forgedxxx" in text and "x" * 100 not in text and "--trust-pickle" in text
+
+
 def test_hostile_file_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
     from pagbench.cli import build_cli
 

@@ -46,6 +46,13 @@ class AttributeDict(dict):
         del self[name]
 
 
+def shown(value, limit: int = 60) -> str:
+    """A file-provided name or value for a one-line message: control characters escaped, cut to ``limit``."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 class ForeignGlobal(pickle.UnpicklingError):
     """The pickle names a global the reader does not load."""
 
@@ -92,7 +99,7 @@ class SafeUnpickler(pickle.Unpickler):
             return self.SPECIAL[(module, name)]
         if self.allowed(module, name):
             return super().find_class(module, name)
-        raise ForeignGlobal(f"the network pickle refers to {module}.{name}, which pagbench does not load")
+        raise ForeignGlobal(f"the network pickle refers to {shown(module)}.{shown(name)}, which pagbench does not load")
 
 
 # ------------------------------------------------------------------------------------ records
@@ -178,7 +185,7 @@ def _boolean(value):
 
 def _choice(*options):
     def check(value):
-        return None if isinstance(value, str) and value in options else f"must be one of {', '.join(options)}, got {value!r}"
+        return None if isinstance(value, str) and value in options else f"must be one of {', '.join(options)}, got {shown(repr(value))}"
     return check
 
 
@@ -252,7 +259,7 @@ def checked_arguments(class_name: str, state: dict, where: str) -> tuple[dict, d
     model_schema = MODEL_ARGUMENTS[model_type]
     unknown = sorted(key for key in kwargs if key not in schema and key not in model_schema)
     if unknown:
-        raise OwnNetworkMismatch(f"{where}: unknown constructor argument(s) for {class_name} with {model_type}: {', '.join(unknown)}")
+        raise OwnNetworkMismatch(f"{where}: unknown constructor argument(s) for {class_name} with {model_type}: {', '.join(shown(key) for key in unknown[:6])}")
     for key in ("img_resolution", "img_channels"):
         if key not in kwargs:
             raise OwnNetworkMismatch(f"{where}: {class_name} records no {key}")
@@ -297,7 +304,7 @@ class _Matcher:
         expected = getattr(module, "EDM_CLASS", None) or "torch.nn.ModuleDict"
         record_class = getattr(record, "class_name", None) if isinstance(record, (PersistentRecord, TorchModuleRecord)) else None
         if record_class != expected or (expected == "torch.nn.ModuleDict") != isinstance(record, TorchModuleRecord):
-            found = record_class or type(record).__name__
+            found = shown(record_class) if record_class else type(record).__name__
             self.mismatched.append(f"{path or 'network'} is {found}, pagbench expects {expected}")
             return
         state = record.state
@@ -306,7 +313,7 @@ class _Matcher:
                 continue
             if attribute in module.__dict__ and isinstance(module.__dict__[attribute], _PLAIN_ATTRIBUTES):
                 if not _same(module.__dict__[attribute], value):
-                    self.mismatched.append(f"{path + '.' if path else ''}{attribute} = {value!r} (pagbench's: {module.__dict__[attribute]!r})")
+                    self.mismatched.append(f"{path + '.' if path else ''}{attribute} = {shown(repr(value))} (pagbench's: {module.__dict__[attribute]!r})")
         for kind in ("_parameters", "_buffers"):
             theirs = state.get(kind)
             if not isinstance(theirs, dict):
@@ -334,7 +341,7 @@ class _Matcher:
                     self.mismatched.append(f"{key} has non-finite values")
                 else:
                     self.copies.append((key, tensor))
-            self.unexpected += [f"{path + '.' if path else ''}{name}" for name in theirs if name not in ours]
+            self.unexpected += [f"{path + '.' if path else ''}{shown(name)}" for name in theirs if name not in ours]
         children = state.get("_modules")
         if not isinstance(children, dict):
             self.mismatched.append(f"{path or 'network'} has no submodule table")
@@ -348,7 +355,7 @@ class _Matcher:
                     self.mismatched.append(f"{key} is {'absent' if children[name] is None else 'present'} in the file")
             else:
                 self.walk(children[name], child, key)
-        self.unexpected += [f"{path + '.' if path else ''}{name} (a submodule)" for name in children if name not in module._modules]
+        self.unexpected += [f"{path + '.' if path else ''}{shown(name)} (a submodule)" for name in children if name not in module._modules]
 
     def problems(self) -> str:
         parts = []
@@ -389,7 +396,7 @@ def build_own_network(record, where: str, size: int):
     foreign = sorted(_record_classes(record) - known)
     if record.class_name not in PRECONDITIONERS or foreign:
         names = foreign or [record.class_name]
-        raise NotImplementedHere(f"class {', '.join(names[:4])} {'is' if len(names) == 1 else 'are'} not one of pagbench's own EDM networks")
+        raise NotImplementedHere(f"class {', '.join(shown(name) for name in names[:4])} {'is' if len(names) == 1 else 'are'} not one of pagbench's own EDM networks")
     precond, model = checked_arguments(record.class_name, record.state, where)
     try:
         with torch.device("meta"):
