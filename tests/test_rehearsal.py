@@ -105,6 +105,7 @@ def test_the_paper_s_cifar10_path_runs_through_the_mirror(tmp_path, monkeypatch,
         assert "asset edm-cifar10-32x32-uncond-vp" in config["provider_files"][0]["location"]
         assert "TEST-ONLY asset table" in config["provider_files"][0]["location"]  # recorded in the result
         assert data["metric_settings"]["lpips_alignment"]["asset_table"].startswith("TEST-ONLY")
+        assert config["dataset_config"]["asset_table"].startswith("TEST-ONLY")  # other images: other cache keys
         # the dropped connection was resumed with a Range request; the pickle was pinned on first download
         assert mirror.requests("/edm/pretrained/edm-cifar10-32x32-uncond-vp.pkl") == [None, f"bytes={len(network) // 2}-"]
         assert assets.pins()["edm-cifar10-32x32-uncond-vp"] == served
