@@ -127,9 +127,9 @@ def datasets_command():
         shape = "x".join(map(str, entry.image_shape)) if entry.image_shape else "-"
         classes = str(entry.num_classes) if entry.num_classes else "-"
         providers = f"{entry.default_score_provider or '-'} / {entry.default_manifold_provider or '-'}"
-        return entry.name, classes, shape, providers, entry.description
+        return entry.name, classes, shape, providers, getattr(entry, "default_gradient", None) or "logprob", entry.description
 
-    _simple_listing("datasets", "datasets", ("name", "classes", "shape", "score / manifold", "description"), row)
+    _simple_listing("datasets", "datasets", ("name", "classes", "shape", "score / manifold", "gradient", "description"), row)
 
 
 @cli.command("metrics")

@@ -73,7 +73,7 @@ def register_datasets(register):
             ))
     register(DatasetEntry(
         name="imagenet64", factory=_imagenet64, num_classes=1000, image_shape=(3, 64, 64),
-        description="Downsampled ImageNet 64x64 (npz batches; needs --data-root)",
+        description="Downsampled ImageNet 64x64 (npz batches; --data-root, or the manual asset imagenet64-val)",
         source="https://image-net.org/download-images.php", licence="ImageNet terms of access",
         default_score_provider="edm", default_manifold_provider="autoencoder", default_gradient="logit",
     ))
