@@ -362,7 +362,7 @@ def test_jvp_through_the_published_cifar10_songunet():
     tangent = torch.randn(1, 3, 32, 32)
     sigma = torch.full([1], 0.2)
     out, forward = jvp(lambda z: network(z, sigma, None), (x,), (tangent,))
-    step = 1e-2  # central difference in float64 would need a float64 network; float32 at this step: ~1e-3
+    step = 1e-2  # float32 central difference: measured 3.4e-5 at this step (3.5e-3 at 0.1, 7.6e-5 at 0.001)
     difference = (network(x + step * tangent, sigma, None) - network(x - step * tangent, sigma, None)) / (2 * step)
     assert out.shape == (1, 3, 32, 32) and torch.isfinite(forward).all()
-    assert relative(forward, difference) < 2e-2
+    assert relative(forward, difference) < 1e-3
