@@ -293,6 +293,12 @@ def verify(entry: AssetEntry, root=None) -> str:
 
 
 # ------------------------------------------------------------------------------ the downloader
+class DownloadFailed(PagbenchError):
+    """The file could not be fetched (unreachable host, HTTP error, retries used up): nothing of it
+    is kept but a resumable ``.part``. Integrity failures (hash, size, HTML page) are
+    plain :class:`PagbenchError` instead."""
+
+
 class _Retry(Exception):
     """A transient failure (5xx, dropped connection, short body): try again, resuming."""
 
@@ -354,11 +360,12 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: st
             raise _Retry(f"HTTP 416 for a resumed download; starting over") from None
         if 500 <= error.code < 600 or error.code in (408, 429):
             raise _Retry(f"HTTP {error.code} {error.reason}") from None
-        raise PagbenchError(f"download of {url} failed: HTTP {error.code} {error.reason}") from None
+        raise DownloadFailed(f"download of {url} failed: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
-        if isinstance(error, urllib.error.URLError) and not isinstance(reason, (OSError, socket.timeout)):
-            raise PagbenchError(f"download of {url} failed: {reason}") from None
+        if isinstance(reason, socket.gaierror) or (isinstance(error, urllib.error.URLError)
+                                                   and not isinstance(reason, (OSError, socket.timeout))):
+            raise DownloadFailed(f"download of {url} failed: {reason}") from None  # no name resolution: no network
         raise _Retry(f"{type(error).__name__}: {reason}") from None
     with response:
         content_type = (response.headers.get("Content-Type") or "").lower()
@@ -446,7 +453,7 @@ def download(entry: AssetEntry, root=None, *, progress: bool | None = None, retr
             break
         except _Retry as error:
             if attempt == retries:
-                raise PagbenchError(f"download of {entry.url} failed after {retries + 1} attempts ({error}); "
+                raise DownloadFailed(f"download of {entry.url} failed after {retries + 1} attempts ({error}); "
                                     f"rerun `{fetch_command(entry.name)}` to resume {part}") from None
             print(f"{entry.name}: {error}; retrying in {delay * 2 ** attempt:g} s", file=sys.stderr)
             time.sleep(delay * 2 ** attempt)
@@ -470,8 +477,8 @@ def download(entry: AssetEntry, root=None, *, progress: bool | None = None, retr
 
 def resolve(entry: AssetEntry, root=None, *, progress: bool | None = None, who: str = "", command: str | None = None) -> Path:
     """The checked local file of ``entry``: present → checked and returned; missing and online →
-    downloaded; missing offline (``PAGBENCH_OFFLINE``) or manual-only → :class:`AssetUnavailable`
-    naming the fetch command (``command``, default ``pagbench assets fetch NAME``). A damaged file
+    downloaded; missing offline (``PAGBENCH_OFFLINE``), unreachable (:class:`DownloadFailed`) or
+    manual-only → :class:`AssetUnavailable` naming the fetch command (``command``, default ``pagbench assets fetch NAME``). A damaged file
     is a one-line :class:`PagbenchError` naming it."""
     from .paths import offline
 
@@ -487,7 +494,12 @@ def resolve(entry: AssetEntry, root=None, *, progress: bool | None = None, who: 
         raise AssetUnavailable(f"{prefix}{entry.filename} not found at {path} and PAGBENCH_OFFLINE is set; run "
                                f"`{command or fetch_command(entry.name)}` where the network is reachable (or copy it there: "
                                f"`pagbench assets manifest`)")
-    return download(entry, root, progress=progress)
+    try:
+        return download(entry, root, progress=progress)
+    except DownloadFailed as error:  # unreachable: as good as offline for whoever needs the file
+        raise AssetUnavailable(f"{prefix}{entry.filename} not found at {path} and {error}; run "
+                               f"`{command or fetch_command(entry.name)}` where the network is reachable (or copy it there: "
+                               f"`pagbench assets manifest`)") from None
 
 
 def describe(entry: AssetEntry, root=None) -> dict:
@@ -501,5 +513,5 @@ def describe(entry: AssetEntry, root=None) -> dict:
     return record
 
 
-__all__ = ["AssetEntry", "AssetUnavailable", "asset_root", "describe", "download", "expected_hash", "fetch_command", "for_provider",
+__all__ = ["AssetEntry", "AssetUnavailable", "DownloadFailed", "asset_root", "describe", "download", "expected_hash", "fetch_command", "for_provider",
            "get", "local_path", "part_path", "pins", "registered", "resolve", "select", "status", "verify"]

@@ -164,6 +164,19 @@ def test_without_a_published_hash_the_first_download_is_pinned(mirror, root, cap
         assets.verify(unpinned, root)
 
 
+def test_an_unreachable_server_makes_the_asset_unavailable_not_an_error(mirror, root):
+    with pytest.raises(MetricUnavailable, match=r"HTTP 404.*run `pagbench assets fetch test-net`"):
+        assets.resolve(entry(mirror, url=mirror.url("/gone.pkl")), root, progress=False)
+    dead = entry(mirror, url="http://127.0.0.1:1/net.pkl")  # nothing listens there: connection refused, retried, given up
+    with pytest.raises(MetricUnavailable, match=r"127.0.0.1:1/net.pkl failed after 5 attempts.*run `pagbench assets fetch test-net`"):
+        assets.resolve(dead, root, progress=False)
+    assert files_under(root) == []
+    mirror.faults["/net.pkl"] = ["html"]
+    with pytest.raises(PagbenchError, match="HTML page") as error:  # integrity: an error, not "unavailable"
+        assets.resolve(entry(mirror), root, progress=False)
+    assert not isinstance(error.value, MetricUnavailable)
+
+
 def test_resolve_offline_names_the_fetch_command(mirror, root, monkeypatch):
     monkeypatch.setenv("PAGBENCH_OFFLINE", "1")
     with pytest.raises(MetricUnavailable, match="run `pagbench assets fetch test-net`"):

@@ -102,13 +102,11 @@ def _try_download(path: Path) -> bool:
     if offline() or not _reachable():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
+    from pagbench.assets import DownloadFailed
+
     try:
         _fetch(_asset().url or ALEXNET_URL, path)
-    except PagbenchError as error:
-        if "not the" in str(error):
-            raise
-        return False
-    except Exception:
+    except DownloadFailed:  # unreachable: reported unavailable; a wrong or HTML file is an error naming it
         return False
     if path.exists():
         try:
