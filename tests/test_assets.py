@@ -296,8 +296,10 @@ def test_cli_manual_assets_are_listed_with_instructions(root):
     assert "# manual only: log in at https://image-net.org" in cli("manifest", "--dataset", "imagenet64").output
 
 
-def test_cli_fetch_interrupted_leaves_only_a_part_and_a_rerun_completes(mirror, tmp_path):
-    """A slow server and SIGINT to ``pagbench assets fetch``: exit 130, only the ``.part``; the rerun resumes."""
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_cli_fetch_interrupted_leaves_only_a_part_and_a_rerun_completes(mirror, tmp_path, signum, code, word):
+    """A slow server and Ctrl-C (or SIGTERM) to ``pagbench assets fetch``: exit 130 (143), only the
+    ``.part``; the rerun resumes it with a Range request."""
     from .conftest import BUILTINS
 
     mirror.faults["/net.pkl"] = ["stall"]
@@ -316,13 +318,13 @@ def test_cli_fetch_interrupted_leaves_only_a_part_and_a_rerun_completes(mirror, 
             assert process.poll() is None, process.stderr.read()
             assert time.monotonic() < deadline, "the download never started"
             time.sleep(0.05)  # polling interval, not an assertion
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert process.returncode == code and word in stderr and "Traceback" not in stderr
     assert files_under(root) == [str(part.relative_to(root))] and part.stat().st_size < len(PAYLOAD)
     kept = part.stat().st_size
     mirror.release.set()
