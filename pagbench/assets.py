@@ -30,7 +30,6 @@ file fetched under the override is never found at, or pinned for, the real path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -357,7 +356,7 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: st
             return  # the .part is already complete
         if error.code == 416:
             part.unlink(missing_ok=True)  # the .part does not fit the file: start afresh
-            raise _Retry(f"HTTP 416 for a resumed download; starting over") from None
+            raise _Retry("HTTP 416 for a resumed download; starting over") from None
         if 500 <= error.code < 600 or error.code in (408, 429):
             raise _Retry(f"HTTP {error.code} {error.reason}") from None
         raise DownloadFailed(f"download of {url} failed: HTTP {error.code} {error.reason}") from None

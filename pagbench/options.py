@@ -276,7 +276,7 @@ class EvaluationOptions:
     provider_options: dict = option(
         None,
         Flag("--provider-option", name="provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
-        Flag("--trust-pickle", is_flag=True, help="Allow score providers to unpickle model files (this runs code stored in them)."),
+        Flag("--trust-pickle", is_flag=True, help="Allow score providers to run code stored in a model pickle (needed only for network classes pagbench does not implement itself)."),
         collect=_provider_options_from, coerce=_dict_option, default_factory=dict)
     model_options: dict = option(
         None,

@@ -42,14 +42,25 @@ MAX_RESULT_BYTES = 64 * 2**20
 MAX_DEPTH = 32
 
 
+#: What a provider's file record may carry into the result, beside location, path and sha256: how
+#: the file was loaded (e.g. a network rebuilt by pagbench's own code, or the file's embedded code
+#: run under a trust flag), the class it held and a digest of the code it embeds.
+PROVIDER_FILE_DETAILS = ("loaded_with", "class_name", "module_src_sha256")
+
+
 def _provider_files(*providers) -> list:
-    """``[{"location", "path", "sha256"}, ...]``: the files the providers read (their ``files``
-    attribute, when they have one), so a result names exactly the weights it used."""
+    """``[{"location", "path", "sha256"[, "loaded_with", "class_name", "module_src_sha256"]}, ...]``:
+    the files the providers read (their ``files`` attribute, when they have one), so a result names
+    exactly the weights it used and how they were loaded."""
     files = []
     for provider in providers:
         for item in getattr(provider, "files", None) or ():
-            if isinstance(item, dict) and item not in files:
-                files.append({key: item.get(key) for key in ("location", "path", "sha256")})
+            if not isinstance(item, dict):
+                continue
+            record = {key: item.get(key) for key in ("location", "path", "sha256")}
+            record.update({key: str(item[key]) for key in PROVIDER_FILE_DETAILS if item.get(key) is not None})
+            if record not in files:
+                files.append(record)
     return files
 
 

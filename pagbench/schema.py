@@ -130,7 +130,10 @@ def result_schema() -> dict:
                 "type": "object",
                 "required": ["location", "sha256"],
                 "properties": {"location": {"type": "string"}, "path": {"type": ["string", "null"]},
-                               "sha256": {"type": "string"}},
+                               "sha256": {"type": "string"},
+                               "loaded_with": {"type": "string", "description": "How the file was loaded (own "
+                                               "implementation, or its embedded code under a trust flag)."},
+                               "class_name": {"type": "string"}, "module_src_sha256": {"type": "string"}},
                 "additionalProperties": False,
             },
             "curve": {

@@ -226,6 +226,8 @@ def test_a_published_architecture_evaluates_through_the_cli_without_trust(tmp_pa
     result = json.loads(out.read_text())
     files = result["config"]["provider_files"]
     assert [entry["sha256"] for entry in files] == [hashlib.sha256(path.read_bytes()).hexdigest()]
+    assert files[0]["loaded_with"].startswith("pagbench's own implementation")  # the result says how, not only what
+    assert files[0]["class_name"] and len(files[0]["module_src_sha256"]) == 64
     assert result["metrics"]["score_cosine"]["n"] == 8
 
 

@@ -10,7 +10,6 @@
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "pagbench"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pagbench.errors import MetricUnavailable, PagbenchError
+from pagbench.errors import MetricUnavailable
 from pagbench.manifold import orthonormalize
 
 

@@ -27,8 +27,6 @@ from pagbench_plugins.robustness_models.architectures import CifarResNet, _own, 
 from .robustness_library import (
     CIFAR_MEAN,
     CIFAR_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     layout_state,
     library,
     logits_and_gradient,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pagbench.cli import build_cli
-from pagbench_plugins.zoo.sweep_report import SweepRow, collect, label_regimes, render_markdown
+from pagbench_plugins.zoo.sweep_report import SweepRow, collect, label_regimes
 
 
 def row(strength, accuracy, cosine, on, off):
