@@ -138,8 +138,8 @@ def verify_command(entry, every, num_images, device, data_root, tolerance, seed_
     within 1e-3 + 3·√|se_now² − se_entry²| (the second term is the standard error of the
     difference between nested image sets; zero when N is the entry's). Weights retrained from
     the recipe (digest differs, or the entry records none): within the recipe's seed spread —
-    2× the range over the other training seeds on the board or in --seed-results, else
-    0.1·|value| + 0.02 — plus that. The output says which case applied.
+    0.1·|value| + 0.02, or 2× the range over its training seeds on the board or in
+    --seed-results where that is larger — plus that. The output says which case applied.
     Exit code 0 when every compared metric reproduces, 1 when one does not.
     """
     import warnings
