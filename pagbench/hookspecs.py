@@ -130,6 +130,9 @@ def register_metrics(register):
     `with_stderr` appends ± se, `always` shows the column even when no row reports it, `rank=N`
     makes it the N-th sort key of the board and a column of every model card; the built-ins rank
     by `score_cosine`, then `accuracy`). The example plugin's `gradient_norm` shows both.
+    `value_ranges = {output: (low, high)}` states what each output can take (±inf for an open end):
+    the leaderboard refuses an entry outside it; undeclared outputs must be finite and at most 1e12
+    in magnitude.
     """
 
 
