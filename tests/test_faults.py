@@ -903,7 +903,10 @@ def test_leaderboard_add_refuses_booleans_and_oversized_entries_and_drops_unknow
     one_line_error(run_cli("leaderboard", "add", write_json(tmp_path / "b.json", boolean), "--dir", tmp_path / "lb"),
                    "metric 'accuracy' value is not a number")
     large = copy.deepcopy(result)
-    large["warnings"] = ["x" * (3 * 2**20)]
+    large["warnings"] = ["x" * (3 * 2**20)]  # one text field too long: refused by the entry checks
+    one_line_error(run_cli("leaderboard", "add", write_json(tmp_path / "l.json", large), "--dir", tmp_path / "lb"),
+                   "warnings[0] is 3145728 characters long (at most 4096)")
+    large["warnings"] = ["x" * 1000] * 3000  # short texts, 3 MB in all: refused by the entry size bound
     one_line_error(run_cli("leaderboard", "add", write_json(tmp_path / "l.json", large), "--dir", tmp_path / "lb"), "MiB")
     assert not (tmp_path / "lb").exists()
     extra = copy.deepcopy(result)

@@ -160,7 +160,9 @@ def test_the_edm_provider_pins_and_records_its_files(tmp_path, synthetic):
     digest = sha256(path)
     factory = score_providers().get("edm").factory
     scores = factory(synthetic, {"path": str(path), "trust_pickle": "1", "sha256": digest[:12]})
-    assert _provider_files(scores) == [{"location": str(path), "path": str(path), "sha256": digest}]
+    (record,) = _provider_files(scores)
+    assert {key: record[key] for key in ("location", "path", "sha256")} == {"location": str(path), "path": str(path), "sha256": digest}
+    assert record["loaded_with"].startswith("the file's embedded code")  # trusted: not a class pagbench implements
     assert scores.fingerprint == "edm:" + digest[:16]
     with pytest.raises(PagbenchError, match="not the pinned sha256=deadbeef"):
         factory(synthetic, {"path": str(path), "trust_pickle": "1", "sha256": "deadbeef"})
@@ -173,7 +175,9 @@ def test_an_edm_result_records_the_file_s_hash(tmp_path):
     write_edm_pickle(path, label_dim=10)
     result = pagbench.evaluate("bayes", num_images=4, score_provider="edm", gradient="logit", metrics=("score_cosine",),
                                provider_options={"path": str(path), "trust_pickle": "1"})
-    assert result["config"]["provider_files"] == [{"location": str(path), "path": str(path), "sha256": sha256(path)}]
+    (record,) = result["config"]["provider_files"]
+    assert {key: record[key] for key in ("location", "path", "sha256")} == {"location": str(path), "path": str(path), "sha256": sha256(path)}
+    assert "--trust-pickle" in record["loaded_with"]
     assert result["config"]["score_provider_fingerprint"] == "edm:" + sha256(path)[:16]
 
 

@@ -191,7 +191,7 @@ def test_register_model_bad_input():
 def test_the_readme_example_runs():
     """The README's Python example, executed as written (with fewer images)."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Evaluate your own model", 1)[1]
+    section = readme.split("## Your own model", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = code.replace("num_images=200", "num_images=20")
     namespace: dict = {}
