@@ -87,7 +87,7 @@ def throughput(mirror, tmp: Path) -> dict:
     """The asset downloader against a bare urllib read of one 170 MB file from the mirror."""
     import urllib.request
 
-    from pagbench import assets
+    from pagbench.files import assets
 
     blob = os.urandom(170_000_000)
     mirror.files["/blob.bin"] = blob
@@ -115,9 +115,9 @@ def throughput(mirror, tmp: Path) -> dict:
 
 def rehearse(count: int, tmp: Path, network: bytes, trust: bool, model_dir: Path) -> list:
     import pagbench
-    from pagbench import assets
-    from pagbench.options import EvaluationOptions
-    from pagbench.runner import prepare
+    from pagbench.files import assets
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import prepare
 
     from tests.asset_mirror import Mirror, alexnet_state_dict_bytes, cifar_archive
 

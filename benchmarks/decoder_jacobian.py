@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pagbench.manifold import orthonormalize
+    from pagbench.evaluation.manifold import orthonormalize
     from pagbench_plugins.learned.geometry import decoder_tangent_basis, naive_decoder_jacobian, naive_per_image_decoder_jacobian
     from pagbench_plugins.learned.networks import Autoencoder, Upsample2x
 

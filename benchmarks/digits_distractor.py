@@ -39,7 +39,7 @@ def main() -> None:
 
     import pagbench
     from pagbench.console import parse_floats
-    from pagbench.paths import write_atomic
+    from pagbench.files.paths import write_atomic
 
     torch.set_num_threads(args.threads)
     levels = parse_floats(args.noise_levels, "--noise-levels")

@@ -36,11 +36,11 @@ def main() -> None:
 
     import pagbench
     from pagbench import ModelCard, ModelEntry, hookimpl
-    from pagbench.cache import GeometryCache
-    from pagbench.gradients import input_gradients
-    from pagbench.models import prepare_for_evaluation
-    from pagbench.plugins import get_plugin_manager
-    from pagbench.registry import datasets, manifold_providers, score_providers
+    from pagbench.evaluation.cache import GeometryCache
+    from pagbench.evaluation.gradients import input_gradients
+    from pagbench.models.loading import prepare_for_evaluation
+    from pagbench.extensions.manager import get_plugin_manager
+    from pagbench.extensions.registry import datasets, manifold_providers, score_providers
     from pagbench_plugins.zoo.resnet import ResNet18
 
     torch.manual_seed(0)

@@ -131,7 +131,7 @@ def step_throughput(device, regime, switches, size):
     import torch
     from types import SimpleNamespace
 
-    from pagbench.registry import trainers
+    from pagbench.extensions.registry import trainers
     from pagbench_plugins.zoo.build import architecture
     from pagbench_plugins.zoo.recipes import recipe_for
     from pagbench_plugins.zoo.training import autocast_dtype, optimizer_for, training_step
@@ -242,8 +242,8 @@ def evaluation(device, size, clock):
 
     import pagbench
     from pagbench import DatasetEntry, hookimpl
-    from pagbench.data import Dataset, TensorSplit
-    from pagbench.plugins import get_plugin_manager
+    from pagbench.evaluation.data import Dataset, TensorSplit
+    from pagbench.extensions.manager import get_plugin_manager
     from pagbench_plugins.learned.fit import fit_denoiser
     from pagbench_plugins.learned.store import DenoiserRecipe
     from pagbench_plugins.zoo.resnet import ResNet18
@@ -270,7 +270,7 @@ def evaluation(device, size, clock):
     manager = get_plugin_manager()
     name = manager.register(Plugin(), name="gpucheck")
     try:
-        from pagbench.registry import datasets
+        from pagbench.extensions.registry import datasets
 
         dataset = datasets().get("gpucheck-cifar").factory(None)
         fit_denoiser(DenoiserRecipe(dataset="gpucheck-cifar", width=size["denoiser_width"], steps=2, batch_size=16), dataset, progress=False)

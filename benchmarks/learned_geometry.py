@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from pagbench_plugins.metrics.score_cosine import cosine
-    from pagbench.registry import datasets, manifold_providers, score_providers
+    from pagbench.extensions.registry import datasets, manifold_providers, score_providers
 
     dataset = datasets().get("synthetic").factory(None)
     distribution = dataset.distribution

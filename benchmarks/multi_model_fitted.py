@@ -35,7 +35,7 @@ def main() -> None:
     import torch
 
     import pagbench
-    from pagbench.store import store_dir
+    from pagbench.models.store import store_dir
     from pagbench_plugins.zoo.resnet import ResNet18
 
     denoiser = args.denoiser

@@ -55,7 +55,7 @@ def subspace_iterates(denoise, image, k, oversampling, iterations):
     iteration on (J + Jᵀ)/2 at ``image`` (C, H, W), from its start vectors; and seconds per apply."""
     from torch.func import jvp, vjp, vmap
 
-    from pagbench.manifold import orthonormalize
+    from pagbench.evaluation.manifold import orthonormalize
     from pagbench_plugins.learned.geometry import image_seed
 
     x = image[None]
@@ -90,7 +90,7 @@ def nystrom(denoise, image, k, oversampling, power_steps, seed=1):
     approximation J ≈ Y (Ωᵀ Y)⁺ Yᵀ. Returns (k, D)."""
     from torch.func import jvp, vmap
 
-    from pagbench.manifold import orthonormalize
+    from pagbench.evaluation.manifold import orthonormalize
 
     x = image[None]
     dim = image.numel()
@@ -125,7 +125,7 @@ def cos2(reference, estimate):
 def published(args, report):
     from torch.func import jvp, vjp, vmap
 
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     network = published_network()
     sigma = 0.1  # the provider's default σ in [0,1] units (σ₋₁ = 0.2)
@@ -189,7 +189,7 @@ def published(args, report):
 
 def exact_score(args, report):
     """The same measurement with the synthetic data's exact score against its exact tangent space."""
-    from pagbench.registry import datasets, manifold_providers
+    from pagbench.extensions.registry import datasets, manifold_providers
 
     synthetic = datasets().get("synthetic").factory(None)
     split = synthetic.split("test")

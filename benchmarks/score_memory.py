@@ -3,7 +3,7 @@ provider, measured as the rise of the process's peak resident set size (CPU) or 
 torch.cuda.max_memory_allocated (GPU) over the state with the model and the batch loaded.
 
 By default it uses pagbench's fitted-denoiser architecture (width 32, untrained weights: memory
-does not depend on the weights) through :class:`pagbench.scores.NetworkScoreProvider`, which
+does not depend on the weights) through :class:`pagbench.evaluation.scores.NetworkScoreProvider`, which
 evaluates without autograd in chunks of ``chunk_size`` images.
 
     python benchmarks/score_memory.py [--batch 64] [--chunk 64] [--device cpu]
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pagbench.scores import NetworkScoreProvider
+    from pagbench.evaluation.scores import NetworkScoreProvider
     from pagbench_plugins.learned.networks import Denoiser
 
     model = Denoiser(3, 1000, width=args.width).to(args.device).eval().requires_grad_(False)

@@ -78,7 +78,7 @@ def data_path(args):
 def training_epoch(args):
     import torch
 
-    from pagbench.data import TensorSplit
+    from pagbench.evaluation.data import TensorSplit
     from pagbench_plugins.regimes import standard_loss
     from pagbench_plugins.zoo.resnet import ResNet18
     from pagbench_plugins.zoo.training import TrainingRecipe, augment, resident_split

@@ -30,7 +30,7 @@ def main() -> None:
 
     import torch
 
-    from pagbench.registry import trainers
+    from pagbench.extensions.registry import trainers
     from pagbench_plugins.synthetic.generator import SyntheticDistribution
     from pagbench_plugins.zoo.build import architecture
     from pagbench_plugins.zoo.recipes import recipe_for

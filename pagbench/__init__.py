@@ -6,9 +6,9 @@ that ``pagbench evaluate --model bayes`` writes; ``pagbench.evaluate(my_module)`
 Heavy libraries load lazily.
 """
 
-from .version import __version__  # noqa: F401
+from pagbench.version import __version__  # noqa: F401
 
-from .entries import (  # noqa: E402
+from pagbench.extensions.records import (  # noqa: E402
     DatasetEntry,
     ManifoldProviderEntry,
     ModelCard,
@@ -17,13 +17,13 @@ from .entries import (  # noqa: E402
     ScoreProviderEntry,
     TrainerEntry,
 )
-from .hookspecs import hookimpl  # noqa: E402
+from pagbench.extensions.hookspecs import hookimpl  # noqa: E402
 
 
 def evaluate(model, **options):
     """Evaluate a registered model name, a ``torch.nn.Module`` or a list of them; see
     :func:`pagbench.api.evaluate`. Returns the result document (a list for a list)."""
-    from .api import evaluate as run
+    from pagbench.api import evaluate as run
 
     return run(model, **options)
 
@@ -31,14 +31,14 @@ def evaluate(model, **options):
 def register_model(model, factory=None, **kwargs) -> str:
     """Register a model for this process (a ModelEntry/ModelFamily, or a name with a factory
     or a module); see :func:`pagbench.api.register_model`. Returns the plugin name."""
-    from .api import register_model as register
+    from pagbench.api import register_model as register
 
     return register(model, factory, **kwargs)
 
 
 def unregister_model(plugin_name: str) -> None:
     """Undo :func:`register_model`."""
-    from .api import unregister_model as unregister
+    from pagbench.api import unregister_model as unregister
 
     unregister(plugin_name)
 

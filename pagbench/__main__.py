@@ -1,3 +1,3 @@
-from .cli import main
+from pagbench.cli import main
 
 main()

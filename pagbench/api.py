@@ -13,10 +13,10 @@ import dataclasses
 import itertools
 from typing import Any
 
-from .entries import ModelCard, ModelEntry, ModelFamily
-from .errors import PagbenchError
+from pagbench.extensions.records import ModelCard, ModelEntry, ModelFamily
+from pagbench.errors import PagbenchError
 
-#: Keyword arguments of :func:`evaluate` that are not :class:`~pagbench.options.EvaluationOptions` fields.
+#: Keyword arguments of :func:`evaluate` that are not :class:`~pagbench.evaluation.options.EvaluationOptions` fields.
 _RUN_ARGUMENTS = ("cache", "progress", "per_image")
 _MODULE_ARGUMENTS = ("name", "card", "mean", "std", "input_size", "output")
 _registered = itertools.count()
@@ -53,7 +53,7 @@ def _input_size(value) -> tuple[int, int] | None:
 def _checked_card(card: ModelCard, where: str = "pagbench.evaluate") -> ModelCard:
     """``card`` with the checks the CLI applies to ``--model-option card.FIELD``: a strength is
     None or a finite number ≥ 0 (stored as a float), text fields are strings."""
-    from .validation import card_strength
+    from pagbench.evaluation.checks import card_strength
 
     strength = card_strength(card.strength, f"{where}: card strength")
     for item in dataclasses.fields(ModelCard):
@@ -96,7 +96,7 @@ def _plain_card(card, architecture: str, provenance: dict) -> ModelCard:
 
 
 def wrap_module(module, *, name=None, card=None, mean=None, std=None, input_size=None, output=None):
-    """A :class:`~pagbench.models.LoadedModel` for an in-memory module.
+    """A :class:`~pagbench.models.loading.LoadedModel` for an in-memory module.
 
     ``module`` maps images (B, C, H, W) in [0,1] to logits, unless ``mean``/``std`` (per
     channel) are given: then pagbench normalises inside the model, (x − mean) / std.
@@ -107,8 +107,8 @@ def wrap_module(module, *, name=None, card=None, mean=None, std=None, input_size
     """
     import torch
 
-    from .models import LoadedModel
-    from .wrappers import ImageClassifier, SelectOutput
+    from pagbench.models.loading import LoadedModel
+    from pagbench.models.wrappers import ImageClassifier, SelectOutput
     if not isinstance(module, torch.nn.Module):
         raise PagbenchError(f"pagbench.evaluate: model must be a registered model name or a torch.nn.Module, got {type(module).__name__}")
     architecture = type(module).__name__
@@ -144,14 +144,14 @@ def evaluate(model, **options):
     ``model`` is a registered model name, a ``torch.nn.Module`` taking images (B, C, H, W) in
     [0,1], a list of these (a list of results is returned) or a dict ``{name: module or
     registered name}`` (a dict of results). Keyword arguments are the fields of
-    :class:`pagbench.options.EvaluationOptions` (``dataset``, ``num_images``, ``gradient``, …),
+    :class:`pagbench.evaluation.options.EvaluationOptions` (``dataset``, ``num_images``, ``gradient``, …),
     ``cache``, ``progress`` (default False) and ``per_image``; for modules also ``name``, ``card``
     (a ModelCard or a dict of its fields), ``mean``/``std``, ``input_size`` and ``output`` (see
     :func:`wrap_module`; with several modules they apply to each). Several models share the
     dataset, providers and geometry. Bad input raises a one-line :class:`PagbenchError`.
     """
-    from .options import EvaluationOptions
-    from .runner import evaluate_many
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import evaluate_many
 
     named = isinstance(model, dict)
     several = named or isinstance(model, (list, tuple))
@@ -166,7 +166,7 @@ def evaluate(model, **options):
         raise PagbenchError(f"pagbench.evaluate: {', '.join(module_arguments)} apply to torch.nn.Module models; none was given")
     if "name" in module_arguments and (len(modules) > 1 or named):
         raise PagbenchError("pagbench.evaluate: name= names one module; for several, pass a dict {name: module}")
-    from .options import option_names
+    from pagbench.evaluation.options import option_names
 
     fields = option_names()  # the declared options: EvaluationOptions fields and metric options
     unknown = sorted(set(options) - fields)
@@ -217,12 +217,12 @@ def register_model(model, factory=None, *, card: ModelCard | None = None, descri
 
     ``register_model(ModelEntry(...))`` or ``register_model(ModelFamily(...))``;
     ``register_model("my-net", factory)`` with ``factory(name, dataset, device[, options])``
-    returning a module (or :class:`~pagbench.models.BuiltModel`); or
+    returning a module (or :class:`~pagbench.models.loading.BuiltModel`); or
     ``register_model("my-net", module)`` for a ready ``torch.nn.Module``. The name can then be
     used like any other (``pagbench.evaluate("my-net")``, ``--arch my-net``). Returns the plugin
     name, for :func:`unregister_model`.
     """
-    from .plugins import get_plugin_manager
+    from pagbench.extensions.manager import get_plugin_manager
 
     if isinstance(model, (ModelEntry, ModelFamily)):
         if factory is not None or card is not None:
@@ -259,7 +259,7 @@ def register_model(model, factory=None, *, card: ModelCard | None = None, descri
     else:
         raise PagbenchError(f"register_model: expected a ModelEntry, a ModelFamily or a name, got {type(model).__name__}")
 
-    from .hookspecs import hookimpl
+    from pagbench.extensions.hookspecs import hookimpl
 
     class _InProcessModel:
         @hookimpl
@@ -273,7 +273,7 @@ def register_model(model, factory=None, *, card: ModelCard | None = None, descri
 
 def unregister_model(plugin_name: str) -> None:
     """Undo :func:`register_model` (pass the name it returned)."""
-    from .plugins import get_plugin_manager
+    from pagbench.extensions.manager import get_plugin_manager
 
     manager = get_plugin_manager()
     if manager.get_plugin(plugin_name) is None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from .version import __version__
-from .console import console, parse_floats  # noqa: F401  (re-exported for old callers)
-from .errors import PagbenchError, Terminated
+from pagbench.version import __version__
+from pagbench.console import console, parse_floats  # noqa: F401  (re-exported for old callers)
+from pagbench.errors import PagbenchError, Terminated
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -51,8 +51,8 @@ def plugins_command():
     """List loaded plugins (with versions and hooks) and plugins that failed to load."""
     from rich.table import Table
 
-    from . import registry
-    from .plugins import plugin_clashes, plugin_failures, plugin_infos
+    from pagbench.extensions import registry
+    from pagbench.extensions.manager import plugin_clashes, plugin_failures, plugin_infos
 
     for kind in registry.KINDS:  # building each registry finds names registered twice
         registry.build_registry(kind)
@@ -87,8 +87,8 @@ def models_command():
     """List registered models and model families with their cards."""
     from rich.table import Table
 
-    from .entries import ModelFamily
-    from .registry import models
+    from pagbench.extensions.records import ModelFamily
+    from pagbench.extensions.registry import models
 
     registry = models()
     table = Table(title="models")
@@ -108,7 +108,7 @@ def models_command():
 def _simple_listing(kind: str, title: str, columns: tuple[str, ...], row):
     from rich.table import Table
 
-    from . import registry as registries
+    from pagbench.extensions import registry as registries
 
     registry = registries.build_registry(kind)
     table = Table(title=title)
@@ -155,7 +155,7 @@ def schema_command():
     """Print the JSON Schema (draft 2020-12) of result files."""
     import json
 
-    from .schema import result_schema
+    from pagbench.results.schema import result_schema
 
     click.echo(json.dumps(result_schema(), indent=2, ensure_ascii=False))
 
@@ -223,8 +223,8 @@ def _apply(params, function):
 
 def evaluation_options(function):
     """The options shared by ``evaluate`` and ``demo``: generated from the ``evaluation`` group of
-    :class:`~pagbench.options.EvaluationOptions`' declarations, then ``--no-progress``."""
-    from .options import click_options
+    :class:`~pagbench.evaluation.options.EvaluationOptions`' declarations, then ``--no-progress``."""
+    from pagbench.evaluation.options import click_options
 
     params = click_options("evaluation") + [click.Option(["--no-progress"], is_flag=True, help="Hide progress bars.")]
     return _apply(params, function)
@@ -232,13 +232,13 @@ def evaluation_options(function):
 
 def model_loading_options(function):
     """Options that reach the model factory (``EvaluationOptions.model_options``; the ``model`` group)."""
-    from .options import click_options
+    from pagbench.evaluation.options import click_options
 
     return _apply(click_options("model"), function)
 
 
 def _options_from(kwargs: dict, model: str):
-    from .options import EvaluationOptions, values_from_cli
+    from pagbench.evaluation.options import EvaluationOptions, values_from_cli
 
     metric_values = {}
     for name, declared in _declared_metric_options().items():
@@ -252,7 +252,7 @@ def _options_from(kwargs: dict, model: str):
 
 
 def _declared_metric_options() -> dict:
-    from .options import declared_metric_options
+    from pagbench.evaluation.options import declared_metric_options
 
     return declared_metric_options()
 
@@ -261,7 +261,7 @@ _CLICK_TYPES = {"float": float, "int": int, "str": str, "floats": str}
 
 
 def metric_click_options() -> list[click.Option]:
-    """The click options generated from every registered metric's :class:`~pagbench.metrics.MetricOption`."""
+    """The click options generated from every registered metric's :class:`~pagbench.evaluation.metrics.MetricOption`."""
     params = []
     for name, declared in _declared_metric_options().items():
         if declared.type == "flag":
@@ -287,12 +287,12 @@ def add_metric_options(commands) -> None:
 
 def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, output_dir: str, per_image: bool) -> list[dict]:
     """Evaluate each model with a shared geometry cache and write one result file per model."""
-    from .results import check_writable, default_result_path, write_result
-    from .runner import evaluate_many
+    from pagbench.results.documents import check_writable, default_result_path, write_result
+    from pagbench.evaluation.runner import evaluate_many
 
     if output and len(models) > 1:
         raise PagbenchError("--output names one file; use --output-dir with several --model")
-    from .validation import check_cache_dir, check_folder
+    from pagbench.evaluation.checks import check_cache_dir, check_folder
 
     all_options = [_options_from(kwargs, model) for model in models]
     if output:
@@ -322,7 +322,7 @@ def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, o
 @click.option("--per-image", is_flag=True, help="Also store per-image values in the result.")
 def evaluate_command(models, output, output_dir, per_image, **kwargs):
     """Evaluate models' PAG metrics and write one JSON result per model."""
-    from .errors import DegenerateImagesWarning
+    from pagbench.errors import DegenerateImagesWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateImagesWarning)  # the table reports it; other warnings stay visible
@@ -337,8 +337,8 @@ def evaluate_command(models, output, output_dir, per_image, **kwargs):
 @click.option("--output-dir", default="results", show_default=True, type=click.Path())
 def demo_command(models, output_dir, **kwargs):
     """The main job on the embedded dataset: the Bayes-optimal model against trained CNNs."""
-    from .errors import DegenerateImagesWarning
-    from .options import demo_models
+    from pagbench.errors import DegenerateImagesWarning
+    from pagbench.evaluation.options import demo_models
 
     models = tuple(models) or demo_models(kwargs.get("dataset"))
 
@@ -348,12 +348,12 @@ def demo_command(models, output_dir, **kwargs):
     _report(results)
 
 
-from .leaderboard_cli import gallery_command, leaderboard_group  # noqa: E402  (click only; heavy imports are lazy)
+from pagbench.leaderboard.cli import gallery_command, leaderboard_group  # noqa: E402  (click only; heavy imports are lazy)
 
 cli.add_command(leaderboard_group)
 cli.add_command(gallery_command)
 
-from .assets_cli import assets_group  # noqa: E402  (click only; heavy imports are lazy)
+from pagbench.files.assets_cli import assets_group  # noqa: E402  (click only; heavy imports are lazy)
 
 cli.add_command(assets_group)
 
@@ -366,7 +366,7 @@ def apply_plugin_defaults(group: click.Group) -> None:
     """Defaults that name built-ins come from plugins: ``--dataset`` is the dataset marked
     ``default=True``, ``demo --model`` its ``demo_models``. Without them (no dataset marked, or
     several) the options stay unset and the error comes when a command runs."""
-    from .options import default_dataset, demo_models
+    from pagbench.evaluation.options import default_dataset, demo_models
 
     try:
         dataset = default_dataset()
@@ -397,7 +397,7 @@ def build_cli() -> click.Group:
     """A new root group, with the metrics' options, the plugins' defaults and every plugin's
     commands; the module-level commands are never changed, so each call reflects the plugins
     loaded at that time."""
-    from .plugins import get_plugin_manager, record_failure
+    from pagbench.extensions.manager import get_plugin_manager, record_failure
 
     manager = get_plugin_manager()
     group = _copy_command(cli)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import PagbenchError
+from pagbench.errors import PagbenchError
 
 
 def console(stderr: bool = False):
@@ -30,7 +30,7 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
             low, high, count = float(low), float(high), int(count)
             if low <= 0 or high <= 0 or count < 1:
                 raise ValueError
-            from .validation import MAX_GRID_POINTS
+            from pagbench.evaluation.checks import MAX_GRID_POINTS
 
             if count > MAX_GRID_POINTS:
                 raise PagbenchError(f"{option}: {count} points asked for ({text!r}); at most {MAX_GRID_POINTS}")

@@ -4,7 +4,7 @@ Each loss takes ``(model, images, labels, strength)`` with images (B, C, H, W) i
 returns the scalar loss of one batch. Strength 0 is plain cross-entropy in every regime.
 """
 
-from pagbench import TrainerEntry, hookimpl
+from pagbench.plugin import TrainerEntry, hookimpl
 
 
 def standard_loss(model, images, labels, strength, **unused):

@@ -100,7 +100,7 @@ def reference(group) -> str:
 
 def build_group():
     """``pagbench.cli.build_cli()`` under the built-in plugin set."""
-    from pagbench.plugins import bundled_plugin_names  # the built-ins, as tests/conftest.py loads them
+    from pagbench.extensions.manager import bundled_plugin_names  # the built-ins, as tests/conftest.py loads them
 
     os.environ.setdefault("PAGBENCH_LOAD_PLUGINS", ",".join(bundled_plugin_names()))
     from pagbench.cli import build_cli

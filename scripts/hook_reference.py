@@ -2,7 +2,7 @@
 
 Writes, between ``<!-- hook-reference:start -->`` and ``<!-- hook-reference:end -->`` in
 CONTRIBUTING.md, and as the whole page docs/reference/hooks.md, one section per hook of
-``pagbench/hookspecs.py`` in source order: its signature and its docstring (markdown; reST
+``pagbench/extensions/hookspecs.py`` in source order: its signature and its docstring (markdown; reST
 roles such as ``:class:`x``` and double backticks are shown as code).
 
     python scripts/hook_reference.py          # rewrite both
@@ -21,7 +21,7 @@ CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 PAGE = ROOT / "docs" / "reference" / "hooks.md"
 START, END = "<!-- hook-reference:start -->", "<!-- hook-reference:end -->"
 INTRO = ("Every hook takes a `register` callback (or, for commands, the click group). This reference is generated "
-         "from the docstrings in `pagbench/hookspecs.py` (`python scripts/hook_reference.py`); a test fails when it "
+         "from the docstrings in `pagbench/extensions/hookspecs.py` (`python scripts/hook_reference.py`); a test fails when it "
          "is stale, when a docstring does not name each argument of its hook, or when a hook has no "
          "`test_hook_<name>` in `tests/test_hooks.py`.")
 
@@ -29,7 +29,7 @@ INTRO = ("Every hook takes a `register` callback (or, for commands, the click gr
 def hooks() -> list[tuple[str, list[str], str]]:
     """(name, argument names, docstring) of every hook specification, in source order."""
     sys.path.insert(0, str(ROOT))
-    from pagbench import hookspecs
+    from pagbench.extensions import hookspecs
 
     found = []
     for name, function in inspect.getmembers(hookspecs, inspect.isfunction):

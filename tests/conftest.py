@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pagbench.plugins import bundled_plugin_names  # noqa: E402 (light: pluggy and importlib.metadata)
+from pagbench.extensions.manager import bundled_plugin_names  # noqa: E402 (light: pluggy and importlib.metadata)
 
 BUILTINS = ",".join(bundled_plugin_names())  # the entry points of pyproject.toml, as installed
 os.environ["PAGBENCH_LOAD_PLUGINS"] = BUILTINS  # keep installed third-party plugins out
@@ -26,7 +26,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def register_plugin():
     """``register_plugin(obj)`` registers a throwaway plugin for the duration of the test."""
-    from pagbench.plugins import get_plugin_manager
+    from pagbench.extensions.manager import get_plugin_manager
 
     manager = get_plugin_manager()
     names = []
@@ -43,7 +43,7 @@ def register_plugin():
 
 @pytest.fixture(scope="session")
 def synthetic():
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     return datasets().get("synthetic").factory(None)
 

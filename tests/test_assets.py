@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pagbench import assets, hookimpl
-from pagbench.assets import AssetEntry
+from pagbench import hookimpl
+from pagbench.files import assets
+from pagbench.files.assets import AssetEntry
 from pagbench.errors import MetricUnavailable, PagbenchError
 
 from .asset_mirror import Mirror
@@ -337,7 +338,7 @@ def test_cli_fetch_interrupted_leaves_only_a_part_and_a_rerun_completes(mirror, 
 def test_every_missing_file_message_names_the_fetch_command(monkeypatch, synthetic, tmp_path):
     """Offline with nothing fetched: the dataset, the edm provider and the LPIPS backbone each say
     which ``pagbench assets fetch`` fixes them."""
-    from pagbench.registry import datasets, score_providers
+    from pagbench.extensions.registry import datasets, score_providers
     from pagbench_plugins.metrics import lpips_alignment
 
     monkeypatch.setenv("PAGBENCH_OFFLINE", "1")
@@ -359,8 +360,8 @@ def test_every_missing_file_message_names_the_fetch_command(monkeypatch, synthet
 
 
 def test_per_dataset_defaults_come_from_declarations_and_explicit_flags_win():
-    from pagbench.options import EvaluationOptions
-    from pagbench.registry import datasets
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.extensions.registry import datasets
 
     assert EvaluationOptions(model="m", dataset="cifar10").gradient == "logit-sum"  # ↔ the unconditional network
     assert EvaluationOptions(model="m", dataset="imagenet64").gradient == "logit"  # ↔ the class-conditional one

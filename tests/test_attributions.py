@@ -6,9 +6,9 @@ import torch
 from click.testing import CliRunner
 
 import pagbench
-from pagbench.attributions import AttributionTarget, build_attribution
+from pagbench.evaluation.attributions import AttributionTarget, build_attribution
 from pagbench.errors import PagbenchError
-from pagbench.gradients import input_gradients
+from pagbench.evaluation.gradients import input_gradients
 
 
 class Linear(torch.nn.Module):
@@ -26,7 +26,7 @@ class Linear(torch.nn.Module):
 
 
 def _target(model, synthetic, gradient="logit", count=8, dtype=torch.float32):
-    from pagbench.runner import _Randomness
+    from pagbench.evaluation.runner import _Randomness
 
     batch = synthetic.split("test").batch(list(range(count)))
     images = batch.images.to(dtype)

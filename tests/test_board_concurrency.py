@@ -16,7 +16,7 @@ PROCESSES, PER_PROCESS, SHARED = 4, 15, 15
 #: without the board lock, a slower process then overwrites the rows a faster one just wrote).
 WORKER = """
 import sys
-from pagbench.leaderboard import add_results
+from pagbench.leaderboard.store import add_results
 add_results(sys.argv[2:], sys.argv[1])
 """
 
@@ -38,7 +38,7 @@ def write(path: Path, document: dict) -> Path:
 
 
 def test_parallel_adds_lose_no_row_and_the_newer_result_of_a_row_wins(tmp_path):
-    from pagbench.leaderboard import load_entries
+    from pagbench.leaderboard.store import load_entries
 
     root = tmp_path / "board"
     jobs = []
@@ -72,7 +72,7 @@ def test_parallel_adds_lose_no_row_and_the_newer_result_of_a_row_wins(tmp_path):
 
 
 def test_a_tie_in_created_is_broken_the_same_way_whatever_the_order(tmp_path):
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.store import add_results, load_entries
 
     same_time = "2026-11-30T12:00:00+00:00"
     first = write(tmp_path / "a.json", result_for("tied", same_time, 0.1))
@@ -90,7 +90,7 @@ def test_a_tie_in_created_is_broken_the_same_way_whatever_the_order(tmp_path):
 
 
 def test_an_older_result_added_later_keeps_the_newer_entry(tmp_path):
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.store import add_results, load_entries
 
     root = tmp_path / "board"
     add_results([write(tmp_path / "new.json", result_for("m", "2026-11-30T12:00:05+00:00", 0.3))], root)
@@ -102,7 +102,7 @@ def test_an_older_result_added_later_keeps_the_newer_entry(tmp_path):
 
 
 def _hold(root, ready, release):
-    from pagbench.leaderboard import board_lock
+    from pagbench.leaderboard.store import board_lock
 
     with board_lock(root):
         ready.set()
@@ -112,7 +112,7 @@ def _hold(root, ready, release):
 def test_board_lock_is_exclusive_between_processes(tmp_path):
     import multiprocessing
 
-    from pagbench.leaderboard import LOCK_FILE
+    from pagbench.leaderboard.store import LOCK_FILE
 
     context = multiprocessing.get_context("spawn")
     ready, release = context.Event(), context.Event()

@@ -14,10 +14,10 @@ import torch
 from click.testing import CliRunner
 
 from pagbench import ModelCard, ModelEntry, hookimpl
-from pagbench.checkpoints import read_checkpoint
+from pagbench.models.checkpoints import read_checkpoint
 from pagbench.cli import build_cli
 from pagbench.errors import PagbenchError
-from pagbench.models import build_architecture, load_model
+from pagbench.models.loading import build_architecture, load_model
 
 from .malicious import Malicious
 
@@ -32,7 +32,7 @@ def _zoo_width():
 
 @pytest.fixture(scope="module")
 def dataset():
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     return datasets().get("synthetic").factory(None)
 
@@ -138,7 +138,7 @@ def test_robustness_library_layout_keeps_model_drops_attacker_uses_normalizer(tm
 def test_robustness_library_layout_keeps_the_library_clamp_and_records_it(tmp_path, dataset, source, images):
     """The library's normaliser clamps to [0,1] first: outside [0,1] the loaded model equals
     clamp-then-normalise (zero gradient at saturated pixels); other layouts are not clamped."""
-    from pagbench.checkpoints import CLAMP_KEPT
+    from pagbench.models.checkpoints import CLAMP_KEPT
 
     network = _state(source, drop_normalizer=True)
     mean, std = torch.tensor([0.4, 0.45, 0.5]), torch.tensor([0.2, 0.25, 0.3])
@@ -257,7 +257,7 @@ class _Pair(AttackerModel):
 
 
 def test_whole_module_with_tuple_output(tmp_path, dataset, images):
-    from pagbench.models import check_output_shape
+    from pagbench.models.loading import check_output_shape
 
     torch.manual_seed(0)
     attacker, pair = AttackerModel(), _Pair()

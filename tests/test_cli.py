@@ -38,7 +38,7 @@ def test_evaluate_writes_a_valid_result_file(run, tmp_path):
     result = run("evaluate", "--model", "bayes", "--num-images", "50", "--batch-size", "25", "--no-progress", "--output", str(output))
     assert result.exit_code == 0, result.output
     data = json.loads(output.read_text())
-    from pagbench.results import validate_result
+    from pagbench.results.documents import validate_result
 
     validate_result(data)
     assert data["config"]["model"] == "bayes" and data["config"]["num_images"] == 50
@@ -93,7 +93,7 @@ def test_unwritable_output_fails_before_compute_and_leaves_no_file(run, tmp_path
 
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     from pagbench.errors import PagbenchError
-    from pagbench.paths import write_atomic
+    from pagbench.files.paths import write_atomic
 
     target = tmp_path / "result.json"
 
@@ -151,6 +151,6 @@ def test_every_generated_flag_reaches_the_options_it_declares():
     assert options.model_options == {"k": "v", "weights": "w.pt", "arch": "net", "trust_checkpoint": True, "replace_head": True}
     assert options.robustness_epsilons == (0.5, 1.0) and options.headline_epsilon == 1.0
     defaults = _options_from(command.make_context("evaluate", ["--model", "m"]).params, "m")
-    from pagbench.options import EvaluationOptions
+    from pagbench.evaluation.options import EvaluationOptions
 
     assert defaults == EvaluationOptions(model="m")  # the CLI's defaults are the dataclass's

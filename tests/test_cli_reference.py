@@ -39,7 +39,7 @@ def test_the_plugins_default_dataset_and_demo_models_reach_the_cli(register_plug
     from pagbench import DatasetEntry, hookimpl
     from pagbench.cli import build_cli
     from pagbench.errors import PagbenchError
-    from pagbench.options import EvaluationOptions, default_dataset, demo_models
+    from pagbench.evaluation.options import EvaluationOptions, default_dataset, demo_models
 
     assert default_dataset() == "synthetic" and EvaluationOptions(model="bayes").dataset == "synthetic"
     assert demo_models()[0] == "bayes"

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from pagbench.errors import PagbenchError
-from pagbench.registry import datasets
+from pagbench.extensions.registry import datasets
 
 
 def load(name, root):

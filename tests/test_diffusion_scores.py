@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from pagbench.errors import PagbenchError
-from pagbench.registry import score_providers
+from pagbench.extensions.registry import score_providers
 
 from .edm_pickle import write_edm_pickle
 
@@ -262,8 +262,8 @@ def test_imagenet_is_scored_at_64_pixels_and_the_gradient_resized_alike(tmp_path
                                provider_options={"path": str(pickle_path), "trust_pickle": "1"})
     # by hand: the logit gradient is the weight row; resized by area averaging to 64×64
     from pagbench_plugins.metrics.score_cosine import cosine
-    from pagbench.registry import datasets
-    from pagbench.scores import resize_images
+    from pagbench.extensions.registry import datasets
+    from pagbench.evaluation.scores import resize_images
 
     dataset = datasets().get("imagenet").factory(str(tmp_path))
     batch = dataset.split("test").batch([0, 1, 2, 3])

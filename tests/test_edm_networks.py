@@ -299,7 +299,7 @@ def test_score_jacobian_runs_on_a_fixture_network_through_the_provider_api(tmp_p
     converged top-k eigenspace."""
     from torch.func import jacrev
 
-    from pagbench.registry import manifold_providers
+    from pagbench.extensions.registry import manifold_providers
     from pagbench_plugins.learned.geometry import image_seed
 
     path = write(tmp_path, fixture_bytes("ve-ncsnpp-16-cond"))

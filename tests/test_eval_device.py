@@ -26,7 +26,7 @@ def test_float32_is_the_plain_pipeline_bit_for_bit(synthetic):
     """score_cosine and on_manifold_fraction per image equal cos(∇x log p(y|x), s) and ‖P_T g‖²/‖g‖²
     computed directly from the gradient, the score and the basis: nothing in the runner (device
     handling, attributions, σ curves) changes a bit of the default run."""
-    from pagbench.gradients import input_gradients
+    from pagbench.evaluation.gradients import input_gradients
     from pagbench_plugins.metrics.score_cosine import cosine
 
     model = SmallNet().eval()
@@ -85,9 +85,9 @@ def test_bad_dtype_is_one_line(tmp_path):
 
 
 def test_metric_context_tensors_share_the_model_device():
-    from pagbench.cache import GeometryCache
-    from pagbench.options import EvaluationOptions
-    from pagbench.runner import iter_batches, prepare
+    from pagbench.evaluation.cache import GeometryCache
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import iter_batches, prepare
 
     setup = prepare(EvaluationOptions.create(model="bayes", num_images=10, sigmas=(0.0, 0.1)))
     context = next(iter_batches(setup, range(10), cache=GeometryCache(use_disk=False), needs_tangent=True))

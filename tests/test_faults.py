@@ -93,7 +93,7 @@ def _pickle_result(result, network):
 
 
 def test_leaderboard_add_drops_trust_and_records_the_flag_it_needs(result, tmp_path):
-    from pagbench.leaderboard import load_entries
+    from pagbench.leaderboard.store import load_entries
 
     marker, checkpoint, network = _evil_files(tmp_path)
     source = write_json(tmp_path / "r.json", _pickle_result(_checkpoint_result(result, checkpoint), network))
@@ -112,7 +112,7 @@ def test_leaderboard_add_drops_trust_and_records_the_flag_it_needs(result, tmp_p
 @pytest.mark.parametrize("command", ["verify", "gallery"])
 def test_an_entry_that_needed_trust_runs_nothing_until_the_flag_is_typed(result, tmp_path, kind, command):
     """Trust keys kept in a hand-written entry, or recorded by add: both are refused, in one line."""
-    from pagbench.leaderboard import entry_stem, make_entry, seal_entry
+    from pagbench.leaderboard.store import entry_stem, make_entry, seal_entry
 
     marker, checkpoint, network = _evil_files(tmp_path)
     document = _checkpoint_result(result, checkpoint) if kind == "checkpoint" else _pickle_result(result, network)
@@ -135,7 +135,7 @@ def test_an_entry_that_needed_trust_runs_nothing_until_the_flag_is_typed(result,
 
 
 def test_the_typed_flag_reaches_the_loader_and_nothing_else_grants_trust(result, tmp_path, monkeypatch):
-    from pagbench.leaderboard import add_results, load_entries, options_from_config
+    from pagbench.leaderboard.store import add_results, load_entries, options_from_config
 
     marker, _, network = _evil_files(tmp_path)
     add_results([write_json(tmp_path / "r.json", _pickle_result(result, network))], tmp_path / "lb")
@@ -156,7 +156,7 @@ def test_the_typed_flag_reaches_the_loader_and_nothing_else_grants_trust(result,
 
 def test_a_checkpoint_entry_stripped_of_its_record_still_runs_no_code(result, tmp_path):
     """Removing ``trust_required`` by hand gains nothing: the loader itself refuses without the flag."""
-    from pagbench.leaderboard import add_results, load_entries, seal_entry
+    from pagbench.leaderboard.store import add_results, load_entries, seal_entry
 
     marker, checkpoint, _ = _evil_files(tmp_path)
     add_results([write_json(tmp_path / "r.json", _checkpoint_result(result, checkpoint))], tmp_path / "lb")
@@ -175,7 +175,7 @@ def fresh_plugins(monkeypatch, tmp_path):
     """A plugin manager rebuilt from the real entry points plus modules written into tmp_path."""
     import importlib.metadata as metadata
 
-    import pagbench.plugins as plugins_module
+    import pagbench.extensions.manager as plugins_module
 
     monkeypatch.syspath_prepend(str(tmp_path))
     real = metadata.entry_points
@@ -205,8 +205,8 @@ THIRD_PARTY_BAYES = """
 
 
 def test_a_plugin_registering_an_existing_name_is_reported_and_the_builtin_wins(fresh_plugins, monkeypatch):
-    import pagbench.plugins as plugins_module
-    from pagbench.registry import models
+    import pagbench.extensions.manager as plugins_module
+    from pagbench.extensions.registry import models
 
     fresh_plugins("impostor", THIRD_PARTY_BAYES)
     registry = models()
@@ -219,8 +219,8 @@ def test_a_plugin_registering_an_existing_name_is_reported_and_the_builtin_wins(
 
 
 def test_a_documented_override_replaces_the_builtin_and_says_so(fresh_plugins, monkeypatch):
-    import pagbench.plugins as plugins_module
-    from pagbench.registry import models
+    import pagbench.extensions.manager as plugins_module
+    from pagbench.extensions.registry import models
 
     fresh_plugins("impostor", THIRD_PARTY_BAYES)
     monkeypatch.setenv("PAGBENCH_PLUGIN_OVERRIDES", "impostor")
@@ -230,8 +230,8 @@ def test_a_documented_override_replaces_the_builtin_and_says_so(fresh_plugins, m
 
 
 def test_a_plugin_with_a_misspelt_hook_is_reported_and_skipped(fresh_plugins, monkeypatch):
-    import pagbench.plugins as plugins_module
-    from pagbench.registry import datasets, models
+    import pagbench.extensions.manager as plugins_module
+    from pagbench.extensions.registry import datasets, models
 
     fresh_plugins("misspelt", """
         from pagbench import hookimpl
@@ -314,7 +314,7 @@ def fitted(tmp_path_factory):
     """Tiny fitted denoiser and autoencoder (a few steps: determinism, not quality, is tested)."""
     from pagbench_plugins.learned.fit import fit_autoencoder, fit_denoiser
     from pagbench_plugins.learned.store import AutoencoderRecipe, DenoiserRecipe
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     from .conftest import env
 
@@ -356,7 +356,7 @@ def _providers(kind, fitted, tmp_path):
 
 @pytest.mark.parametrize("kind", ["score", "manifold"])
 def test_every_builtin_provider_gives_the_same_numbers_at_two_batch_sizes(kind, fitted, synthetic, tmp_path):
-    from pagbench.registry import manifold_providers, score_providers
+    from pagbench.extensions.registry import manifold_providers, score_providers
 
     table = score_providers() if kind == "score" else manifold_providers()
     batch = synthetic.split("test").batch(list(range(32)))
@@ -399,7 +399,7 @@ CHILD = """
 import os, sys, time
 import torch
 from pagbench import ModelCard, ModelEntry, hookimpl
-from pagbench.plugins import get_plugin_manager
+from pagbench.extensions.manager import get_plugin_manager
 
 
 class Blocking(torch.nn.Module):
@@ -473,7 +473,7 @@ def test_evaluate_interrupted_exits_cleanly_and_writes_no_result(tmp_path, signu
 
 
 def test_leaderboard_verify_terminated_exits_143_without_a_traceback(tmp_path, result):
-    from pagbench.leaderboard import entry_stem, make_entry
+    from pagbench.leaderboard.store import entry_stem, make_entry
 
     result["config"]["model"] = "blocking"
     entry = make_entry(result)
@@ -615,7 +615,7 @@ def test_sweep_terminated_after_an_epoch_exits_143_and_the_rerun_resumes(tmp_pat
 
 
 def test_leaderboard_gallery_terminated_exits_143_and_draws_nothing(tmp_path, result):
-    from pagbench.leaderboard import entry_stem, make_entry
+    from pagbench.leaderboard.store import entry_stem, make_entry
 
     result["config"]["model"] = "blocking"
     entry = make_entry(result)
@@ -646,7 +646,7 @@ def _truncate(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_flip, _truncate])
 def test_verify_archive_finds_a_flipped_bit_or_a_cut_in_a_torch_zip(tmp_path, damage):
-    from pagbench.integrity import DamagedFile, verify_archive
+    from pagbench.files.integrity import DamagedFile, verify_archive
 
     path = tmp_path / "weights.pt"
     torch.save({"w": torch.arange(4096, dtype=torch.float32)}, path)
@@ -658,7 +658,7 @@ def test_verify_archive_finds_a_flipped_bit_or_a_cut_in_a_torch_zip(tmp_path, da
 
 
 def test_verify_archive_leaves_files_that_are_not_zip_archives_to_their_loaders(tmp_path):
-    from pagbench.integrity import verify_archive
+    from pagbench.files.integrity import verify_archive
 
     legacy = tmp_path / "legacy.pt"
     torch.save({"w": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
@@ -669,7 +669,7 @@ def test_verify_archive_leaves_files_that_are_not_zip_archives_to_their_loaders(
 
 @pytest.mark.parametrize("damage", [_flip, _truncate])
 def test_a_damaged_geometry_cache_file_is_reported_once_and_recomputed(tmp_path, damage):
-    from pagbench.cache import GeometryCache
+    from pagbench.evaluation.cache import GeometryCache
 
     calls = []
 
@@ -700,7 +700,7 @@ def test_two_processes_on_one_fresh_cache_agree_and_a_third_reads_what_they_wrot
     disk-cached provider: both compute and write the same keys) both succeed with identical
     metrics; every cache file is whole and sealed; a third run gives the same metrics from the
     cache without rewriting a file."""
-    from pagbench.integrity import unseal
+    from pagbench.files.integrity import unseal
 
     cache = tmp_path / "shared-cache"
     environment = {**_child_env(tmp_path, tmp_path / "unused"), "PAGBENCH_CACHE_DIR": str(cache)}
@@ -794,8 +794,8 @@ def test_damaged_fitted_provider_weights_are_refused_in_one_line(fitted, tmp_pat
 
 @pytest.mark.parametrize("damage", [_flip, _truncate])
 def test_damaged_model_store_weights_and_resume_checkpoints_are_detected(tmp_path, damage):
-    from pagbench.integrity import DamagedFile
-    from pagbench.store import load_tensors as load_tensor_file, save_tensors as _save_tensor_file
+    from pagbench.files.integrity import DamagedFile
+    from pagbench.models.store import load_tensors as load_tensor_file, save_tensors as _save_tensor_file
 
     path = tmp_path / "weights.pt"
     _save_tensor_file(path, {"w": torch.arange(4096, dtype=torch.float32)})
@@ -855,7 +855,7 @@ def test_unusable_output_locations_are_refused_before_compute(tmp_path, monkeypa
         monkeypatch.setenv("PAGBENCH_CACHE_DIR", str(blocker))
         arguments = ["--output-dir", tmp_path / "out"]
     calls = []
-    import pagbench.runner as runner
+    import pagbench.evaluation.runner as runner
 
     monkeypatch.setattr(runner, "input_gradients", lambda *a, **k: calls.append(1))
     outcome = run_cli("evaluate", "--model", "bayes", "--num-images", "4", "--no-progress", *arguments)
@@ -896,7 +896,7 @@ def test_a_deeply_nested_json_is_one_line(tmp_path):
 
 
 def test_leaderboard_add_refuses_booleans_and_oversized_entries_and_drops_unknown_fields(result, tmp_path):
-    from pagbench.leaderboard import load_entries
+    from pagbench.leaderboard.store import load_entries
 
     boolean = copy.deepcopy(result)
     boolean["metrics"]["accuracy"]["value"] = True

@@ -1,4 +1,4 @@
-"""The one canonical fingerprint (pagbench.fingerprint) keeps every stored identifier bit-identical.
+"""The one canonical fingerprint (pagbench.files.fingerprint) keeps every stored identifier bit-identical.
 
 The expected values were computed by the code before the helper replaced its copies (issue 11):
 model-store ids of zoo recipes and fitted estimators (stored models and the committed leaderboard
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pagbench.fingerprint import canonical_json, fingerprint
+from pagbench.files.fingerprint import canonical_json, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,8 +37,8 @@ def test_fitted_estimator_ids_are_unchanged():
 
 
 def test_cache_keys_and_dataset_fingerprints_are_unchanged():
-    from pagbench.cache import GeometryCache
-    from pagbench.registry import datasets
+    from pagbench.evaluation.cache import GeometryCache
+    from pagbench.extensions.registry import datasets
 
     key = GeometryCache.key(kind="score", dataset="abc", sigma=0.1, indices=[1, 2], provider=None)
     assert key == "9bfb0dfb11a17b0eab92fb388525a6e50f1dcc78fa6fd50af8075fe97b4248e8"
@@ -48,7 +48,7 @@ def test_cache_keys_and_dataset_fingerprints_are_unchanged():
 
 
 def test_committed_entry_ids_and_content_hashes_are_the_compact_spelling():
-    from pagbench.leaderboard import CONTENT_HASH
+    from pagbench.leaderboard.store import CONTENT_HASH
 
     paths = sorted((ROOT / "leaderboard" / "entries").glob("*/*.json"))
     assert paths

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from pagbench import ModelCard, ModelEntry, ScoreProviderEntry, hookimpl
 from pagbench.cli import build_cli
-from pagbench.scores import ScoreProvider
+from pagbench.evaluation.scores import ScoreProvider
 
 from .controls import ControlPlugin
 
@@ -21,7 +21,7 @@ def png_size(path):
 
 
 def test_gallery_of_two_models_has_one_panel_per_image_and_column(register_plugin, tmp_path):
-    from pagbench.gallery import compute_gallery, gallery_size, render_gallery
+    from pagbench.leaderboard.gallery import compute_gallery, gallery_size, render_gallery
 
     register_plugin(ControlPlugin(), name="controls")
     data = compute_gallery(["bayes", "control-off"], num_images=3)
@@ -59,8 +59,8 @@ def test_leaderboard_galleries_are_drawn_per_entry_linked_and_pruned(tmp_path):
     import json
 
     import pagbench
-    from pagbench.board import build, draw_galleries, gallery_path, overview_path
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.render import build, draw_galleries, gallery_path, overview_path
+    from pagbench.leaderboard.store import add_results, load_entries
 
     source = tmp_path / "r.json"
     source.write_text(json.dumps(pagbench.evaluate("bayes", num_images=5, batch_size=5)))
@@ -81,8 +81,8 @@ def test_leaderboard_galleries_are_drawn_per_entry_linked_and_pruned(tmp_path):
 def test_model_names_that_are_not_file_safe_get_their_own_card():
     from pathlib import Path
 
-    from pagbench.board import card_path
-    from pagbench.leaderboard import Entry
+    from pagbench.leaderboard.render import card_path
+    from pagbench.leaderboard.store import Entry
 
     def entry(model):
         return Entry(Path("x.json"), {"config": {"model": model, "dataset": "synthetic"}})
@@ -94,8 +94,8 @@ def test_model_names_that_are_not_file_safe_get_their_own_card():
 # ------------------------------------------------------------- one pipeline with the runner
 def test_gallery_cosines_are_the_runners_score_cosines_and_the_geometry_is_shared(register_plugin):
     import pagbench
-    from pagbench.cache import GeometryCache
-    from pagbench.gallery import compute_gallery
+    from pagbench.evaluation.cache import GeometryCache
+    from pagbench.leaderboard.gallery import compute_gallery
 
     register_plugin(ControlPlugin(), name="controls")
     results = pagbench.evaluate(["bayes", "control-off"], num_images=8, batch_size=4, per_image=True, metrics=("score_cosine",))
@@ -128,12 +128,12 @@ class _ProbeScore(ScoreProvider):
     disk_cache = False
 
     def __init__(self, dataset):
-        from pagbench.scores import score_image_shape
+        from pagbench.evaluation.scores import score_image_shape
 
         self.size = score_image_shape(dataset)[1:]
 
     def scores(self, images, labels, sigma, kind):
-        from pagbench.scores import resize_images
+        from pagbench.evaluation.scores import resize_images
 
         return (0.5 - resize_images(images.double(), self.size))  # toward grey, at the score's resolution
 
@@ -164,7 +164,7 @@ def _fake_files(name, root):
 
 
 def _registered_datasets():
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     return datasets().names()
 
@@ -173,7 +173,7 @@ def _registered_datasets():
 @pytest.mark.parametrize("score_provider", [None, "probe-score"])
 def test_a_gallery_over_every_dataset_is_a_picture_or_one_line(dataset, score_provider, register_plugin, tmp_path):
     from pagbench.errors import PagbenchError
-    from pagbench.gallery import compute_gallery, gallery_size, render_gallery
+    from pagbench.leaderboard.gallery import compute_gallery, gallery_size, render_gallery
 
     register_plugin(_ProbeModels(), name="gallery-probe")
     data_root = _fake_files(dataset, tmp_path / "data")
@@ -193,7 +193,7 @@ def test_a_gallery_over_every_dataset_is_a_picture_or_one_line(dataset, score_pr
 def test_imagenet_gallery_compares_the_gradient_at_the_scores_resolution(register_plugin, tmp_path):
     """ImageNet is 224×224, its score 64×64: the gradient is resized like the runner's score_cosine."""
     import pagbench
-    from pagbench.gallery import compute_gallery
+    from pagbench.leaderboard.gallery import compute_gallery
 
     register_plugin(_ProbeModels(), name="gallery-probe")
     root = _fake_files("imagenet", tmp_path / "data")

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import pagbench
-from pagbench import hookspecs
+from pagbench.extensions import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pagbench-example-plugin"
@@ -34,7 +34,7 @@ def example(register_plugin, monkeypatch):
 
 
 def test_hook_register_datasets(example):
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     dataset = datasets().get("example-bars").factory(None)
     assert dataset.split("test").batch([0, 1]).signal_mask.shape == (2, 1, 16, 16)
@@ -47,7 +47,7 @@ def test_hook_register_models(example):
 
 
 def test_hook_register_score_providers(example):
-    from pagbench.registry import datasets, score_providers
+    from pagbench.extensions.registry import datasets, score_providers
     from pagbench_example.bars import TemplateModel
 
     result = pagbench.evaluate("example-bars-template", dataset="example-bars", num_images=40, metrics=("score_cosine",))
@@ -83,7 +83,7 @@ def test_hook_register_metrics(example):
 
 
 def test_hook_register_trainers(example):
-    from pagbench.registry import datasets, trainers
+    from pagbench.extensions.registry import datasets, trainers
     from pagbench_plugins.zoo.training import TrainingRecipe, train
     from pagbench_plugins.zoo.build import architecture
 
@@ -103,8 +103,8 @@ def test_hook_register_trainers(example):
 def test_hook_register_attributions(register_plugin):
     """A throwaway attribution method (the negated gradient) is scored by every gradient metric."""
     from pagbench import hookimpl
-    from pagbench.attributions import Attribution
-    from pagbench.entries import AttributionEntry
+    from pagbench.evaluation.attributions import Attribution
+    from pagbench.extensions.records import AttributionEntry
 
     class Negated(Attribution):
         def attribute(self, target):
@@ -126,9 +126,9 @@ def test_hook_register_board_columns(register_plugin):
     """A throwaway plugin's column is rendered after the metric columns, with its legend and rule;
     the zoo's ``regime label`` column stays before it."""
     from pagbench import hookimpl
-    from pagbench.board import render_board
-    from pagbench.entries import EntryColumn
-    from pagbench.leaderboard import DEFAULT_ROOT, load_entries
+    from pagbench.leaderboard.render import render_board
+    from pagbench.extensions.records import EntryColumn
+    from pagbench.leaderboard.store import DEFAULT_ROOT, load_entries
 
     class Plugin:
         @hookimpl
@@ -149,8 +149,9 @@ def test_hook_register_board_columns(register_plugin):
 
 def test_hook_register_assets(register_plugin):
     """A throwaway plugin's asset is listed by ``pagbench assets list`` and selected for its dataset."""
-    from pagbench import assets, hookimpl
-    from pagbench.assets import AssetEntry
+    from pagbench import hookimpl
+    from pagbench.files import assets
+    from pagbench.files.assets import AssetEntry
     from pagbench.cli import build_cli
 
     class Plugin:

@@ -133,7 +133,7 @@ def test_an_integer_of_ten_thousand_digits_is_one_line(run, tmp_path, result):
 
 
 def test_a_hand_placed_hostile_entry_is_refused_by_build_in_one_line_naming_it(run, result, tmp_path):
-    from pagbench.leaderboard import entry_stem, make_entry, seal_entry
+    from pagbench.leaderboard.store import entry_stem, make_entry, seal_entry
 
     root = tmp_path / "lb"
     assert run("leaderboard", "add", write(tmp_path / "good.json", result), "--dir", root).exit_code == 0
@@ -195,7 +195,7 @@ def check_well_formed(text: str, headings: set[str]) -> None:
 
 
 def test_hostile_text_that_is_allowed_is_rendered_inert_on_the_board_and_the_card(run, result, tmp_path):
-    from pagbench.board import escape_text
+    from pagbench.leaderboard.render import escape_text
 
     root = tmp_path / "lb"
     document = changed(result, set_model("nasty-model"))
@@ -226,7 +226,7 @@ def test_hostile_text_that_is_allowed_is_rendered_inert_on_the_board_and_the_car
 
 
 def test_escape_text_known_answers():
-    from pagbench.board import code, escape_text, link
+    from pagbench.leaderboard.render import code, escape_text, link
 
     assert escape_text("resnet18-synthetic-noise-0.1") == "resnet18-synthetic-noise-0.1"
     assert escape_text("#1 | x") == "\\#1 \\| x"
@@ -240,7 +240,7 @@ def test_escape_text_known_answers():
 
 
 def test_committed_entries_pass_the_entry_checks():
-    from pagbench.leaderboard import load_entries, load_seed_results
+    from pagbench.leaderboard.store import load_entries, load_seed_results
 
     committed = sorted((ROOT / "leaderboard" / "entries").glob("*/*.json"))
     assert committed and len(load_entries(ROOT / "leaderboard")) == len(committed)  # every one passes

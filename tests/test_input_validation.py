@@ -80,7 +80,7 @@ def _robustness_checkpoint(path, eps):
     ("-0.5", "stored args.eps must be >= 0"),
 ], ids=["8/0", "1e999", "nan", "text", "negative"])
 def test_a_robustness_checkpoint_with_a_bad_eps_is_one_line_before_evaluation(tmp_path, eps, fragment, synthetic):
-    from pagbench.models import load_model
+    from pagbench.models.loading import load_model
 
     path = _robustness_checkpoint(tmp_path / "bad.pt", eps)
     with pytest.raises(PagbenchError, match="robustness-library checkpoint") as caught:
@@ -204,7 +204,7 @@ def test_grids_and_sample_counts_are_bounded_before_compute(tmp_path, counting_m
 
 
 def test_the_bounds_are_inclusive_and_apply_to_python_keywords():
-    from pagbench.validation import MAX_GRID_POINTS, MAX_PIXEL_SCALE
+    from pagbench.evaluation.checks import MAX_GRID_POINTS, MAX_PIXEL_SCALE
     from pagbench.console import parse_floats
 
     assert len(parse_floats(f"0.001:1:{MAX_GRID_POINTS}", "--sigmas")) == MAX_GRID_POINTS
@@ -246,7 +246,7 @@ def test_sweep_emit_jobs_passes_good_grids_on(tmp_path):
 
 
 def test_sweep_with_only_strength_zero_is_refused_before_training(tmp_path):
-    from pagbench.paths import cache_dir
+    from pagbench.files.paths import cache_dir
 
     _one_line(_cli("sweep", "--regime", "noise", "--strengths", "0", "--output-dir", tmp_path / "sweep", "--no-progress"),
               "a sweep figure needs at least one positive strength", "--no-report")
@@ -264,8 +264,8 @@ def test_sweep_output_folder_is_checked_before_training(tmp_path):
 def _tiny_training(tmp_path, damage):
     """Train a tiny linear model for one epoch over a resume checkpoint that claims the run is
     finished (epoch 1 of 1) with a marker history, after ``damage`` was done to it."""
-    from pagbench.registry import datasets
-    from pagbench.store import save_tensors
+    from pagbench.extensions.registry import datasets
+    from pagbench.models.store import save_tensors
     from pagbench_plugins.regimes import standard_loss
     from pagbench_plugins.zoo.recipes import recipe_for
     from pagbench_plugins.zoo.training import recipe_dir, train

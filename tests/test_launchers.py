@@ -283,7 +283,7 @@ def test_two_processes_that_need_one_model_train_it_once(tmp_path, isolated_cach
     import os
     import subprocess
 
-    from pagbench.store import model_lock
+    from pagbench.models.store import model_lock
     from pagbench_plugins.zoo.build import recipe_of
 
     name, options = "resnet18-synthetic-standard-0", {"epochs": "1"}

@@ -18,7 +18,7 @@ PLUGINS = ROOT / "plugins"
 #: (core file, literal) pairs still to be replaced by hooks or entry metadata. Remove a pair when
 #: its literal goes; the test fails both on a new literal and on a pair that no longer occurs.
 KNOWN = {
-    ('pagbench/entries.py', 'standard'),
+    ('pagbench/extensions/records.py', 'standard'),
 }
 
 
@@ -67,7 +67,7 @@ def test_the_core_never_imports_a_built_in_plugin():
 
 
 def test_plugins_never_import_the_cli():
-    offenders = {name: sorted(target for target in targets if target in ("pagbench.cli", "pagbench.leaderboard_cli"))
+    offenders = {name: sorted(target for target in targets if target in ("pagbench.cli", "pagbench.leaderboard.cli"))
                  for name, targets in _all_imports(PLUGINS, "pagbench_plugins").items()}
     assert {name: targets for name, targets in offenders.items() if targets} == {}
 
@@ -116,8 +116,8 @@ def test_no_import_cycles_in_the_core():
 
 def _built_in_names() -> dict[str, str]:
     """name → what it is, for everything the built-in plugins register (families by name)."""
-    from pagbench import registry
-    from pagbench.plugins import plugin_infos
+    from pagbench.extensions import registry
+    from pagbench.extensions.manager import plugin_infos
 
     names = {}
     builtin = {info.name for info in plugin_infos() if (info.distribution or "") == "pagbench"}
@@ -153,3 +153,66 @@ def test_the_core_names_no_built_in_as_a_string_literal():
     gone = sorted(set(KNOWN) - found)
     assert new == [], "the core names built-ins (take them from a hook or entry metadata): " + repr(new)
     assert gone == [], "remove these from KNOWN, they no longer occur: " + repr(gone)
+
+
+# ------------------------------------------------------------------ the public API for plugins
+EXAMPLE = ROOT / "examples" / "pagbench-example-plugin"
+
+
+def _core_imports(folder: Path, base: Path = ROOT) -> list[tuple[str, int, str, tuple[str, ...]]]:
+    """(file relative to ``base``, line, module, names) of every import of pagbench in ``folder``
+    (lazy ones too)."""
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == "pagbench" or alias.name.startswith("pagbench."):
+                        found.append((str(path.relative_to(base)), node.lineno, alias.name, ()))
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module and (
+                    node.module == "pagbench" or node.module.startswith("pagbench.")):
+                found.append((str(path.relative_to(base)), node.lineno, node.module, tuple(a.name for a in node.names)))
+    return found
+
+
+def test_plugins_and_the_example_import_only_the_public_api():
+    import pagbench
+    import pagbench.plugin as public
+
+    offenders = []
+    for folder in (PLUGINS, EXAMPLE):
+        for where, line, module, names in _core_imports(folder):
+            allowed = (public.__all__ if module == "pagbench.plugin" else pagbench.__all__ if module == "pagbench" else ())
+            if not names or any(name not in allowed for name in names):
+                offenders.append(f"{where}:{line}: {module} {names}")
+    assert offenders == [], "plugins import pagbench only through pagbench.plugin (or the top-level API): " + repr(offenders)
+    distinct = {module for folder in (PLUGINS, EXAMPLE) for _, _, module, _ in _core_imports(folder)}
+    assert distinct <= {"pagbench", "pagbench.plugin"}
+
+
+def test_the_import_check_catches_a_private_import(tmp_path):
+    (tmp_path / "bad.py").write_text("def f():\n    from pagbench.evaluation.runner import evaluate_many\n")
+    assert _core_imports(tmp_path, tmp_path) == [("bad.py", 2, "pagbench.evaluation.runner", ("evaluate_many",))]
+
+
+def test_every_public_name_resolves_and_facades_expose_only_their_attributes():
+    import pagbench.plugin as public
+
+    for name in public.__all__:
+        assert getattr(public, name) is not None, name
+    assert public.assets.resolve is not None
+    try:
+        public.paths.write_atomic
+    except AttributeError as error:
+        assert "no public attribute 'write_atomic'" in str(error)
+    else:
+        raise AssertionError("a facade exposed an attribute it does not list")
+
+
+def test_importing_the_public_api_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = "import sys, pagbench.plugin; print([m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules])"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert output == "[]"

@@ -74,7 +74,7 @@ def variant(result, model=None, created=None, regime=None, strength=None, **metr
 
 # ------------------------------------------------------------------------------------ entry key
 def test_entry_key_has_the_number_changing_fields_only(result):
-    from pagbench.leaderboard import ENTRY_KEY_FIELDS, entry_id, entry_key
+    from pagbench.leaderboard.store import ENTRY_KEY_FIELDS, entry_id, entry_key
 
     key = entry_key(result)
     # the configuration's fields, then those the metrics declare part of the key
@@ -94,8 +94,8 @@ def test_entry_key_has_the_number_changing_fields_only(result):
 
 # ----------------------------------------------------------------------------- add and replace
 def test_add_stores_a_trimmed_validated_entry_with_a_deterministic_name(run, result, tmp_path):
-    from pagbench.leaderboard import entry_stem
-    from pagbench.results import validate_result
+    from pagbench.leaderboard.store import entry_stem
+    from pagbench.results.documents import validate_result
 
     source = write(tmp_path / "r.json", result)
     outcome = run("leaderboard", "add", source, "--dir", tmp_path / "lb")
@@ -136,7 +136,7 @@ def test_adding_the_same_result_twice_keeps_one_unchanged_entry(run, result, tmp
 
 
 def test_same_configuration_replaces_the_older_entry_and_never_the_newer(result, tmp_path):
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.store import add_results, load_entries
 
     root = tmp_path / "lb"
     old = write(tmp_path / "old.json", variant(result, created="2025-01-01T00:00:00+00:00", accuracy=0.5))
@@ -154,7 +154,7 @@ def test_same_configuration_replaces_the_older_entry_and_never_the_newer(result,
 
 
 def test_a_different_configuration_becomes_its_own_row(result, tmp_path):
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.store import add_results, load_entries
 
     other = copy.deepcopy(result)
     other["config"]["gradient"] = "logit"
@@ -232,7 +232,7 @@ def test_bad_results_are_one_line_errors_naming_the_file_and_write_nothing(run, 
     ids=["foreign-file", "renamed-entry", "malformed-entry", "file-outside-dataset-folder", "wrong-dataset-folder"],
 )
 def test_foreign_or_broken_files_in_the_store_fail_the_build_naming_them(run, result, tmp_path, name, content, message):
-    from pagbench.leaderboard import add_results, entry_stem
+    from pagbench.leaderboard.store import add_results, entry_stem
 
     root = tmp_path / "lb"
     add_results([write(tmp_path / "r.json", result)], root)
@@ -251,7 +251,7 @@ def test_foreign_or_broken_files_in_the_store_fail_the_build_naming_them(run, re
 
 # ----------------------------------------------------------------------------------- the board
 def test_build_renders_sorted_tables_and_check_fails_when_stale(run, result, tmp_path):
-    from pagbench.leaderboard import add_results
+    from pagbench.leaderboard.store import add_results
 
     root = tmp_path / "lb"
     standard = variant(result, model="resnet18-synthetic-standard-0", accuracy=0.8, score_cosine=(0.5, 0.01))
@@ -290,8 +290,8 @@ def test_build_renders_sorted_tables_and_check_fails_when_stale(run, result, tmp
 
 
 def test_board_links_galleries_that_exist_and_warns_about_mixed_dataset_versions(result, tmp_path):
-    from pagbench.board import gallery_path, render_board
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.render import gallery_path, render_board
+    from pagbench.leaderboard.store import add_results, load_entries
 
     root = tmp_path / "lb"
     other = variant(result, model="resnet18-synthetic-standard-0")
@@ -307,8 +307,8 @@ def test_board_links_galleries_that_exist_and_warns_about_mixed_dataset_versions
 
 
 def test_board_labels_a_regime_sweep(result, tmp_path):
-    from pagbench.board import render_board
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.render import render_board
+    from pagbench.leaderboard.store import add_results, load_entries
 
     ratio = "manifold_robustness_off_on_ratio"
     sweep = [
@@ -326,7 +326,7 @@ def test_board_labels_a_regime_sweep(result, tmp_path):
 
 
 def test_check_mode_does_not_import_torch(tmp_path, result):
-    from pagbench.leaderboard import add_results
+    from pagbench.leaderboard.store import add_results
 
     add_results([write(tmp_path / "r.json", result)], tmp_path / "lb")
     code = (
@@ -340,7 +340,7 @@ def test_check_mode_does_not_import_torch(tmp_path, result):
 
 
 def test_committed_board_is_up_to_date():
-    from pagbench.board import build
+    from pagbench.leaderboard.render import build
 
     report = build(ROOT / "leaderboard", check=True)
     assert report.clean, f"run `pagbench leaderboard build`: stale {report.stale}, removed {report.removed}"
@@ -348,7 +348,7 @@ def test_committed_board_is_up_to_date():
 
 # ---------------------------------------------------------------------------------------- verify
 def test_verify_reproduces_a_bayes_entry_and_catches_a_tampered_one(run, result, tmp_path):
-    from pagbench.leaderboard import add_results, load_entries
+    from pagbench.leaderboard.store import add_results, load_entries
 
     root = tmp_path / "lb"
     add_results([write(tmp_path / "r.json", result)], root)
@@ -377,7 +377,7 @@ def test_verify_reproduces_a_bayes_entry_and_catches_a_tampered_one(run, result,
 
 
 def test_every_entry_carries_a_content_hash_and_a_damaged_one_is_refused_then_replaced_by_add(run, result, tmp_path):
-    from pagbench.leaderboard import CONTENT_HASH, add_results, content_digest, load_entries
+    from pagbench.leaderboard.store import CONTENT_HASH, add_results, content_digest, load_entries
 
     root = tmp_path / "lb"
     source = write(tmp_path / "r.json", result)
@@ -413,14 +413,14 @@ def test_verify_of_a_missing_entry_is_a_one_line_error(run, tmp_path):
 
 
 def test_verify_tolerance_grows_with_the_difference_in_image_count():
-    from pagbench.leaderboard import VERIFY_ABSOLUTE_TOLERANCE, tolerance_for
+    from pagbench.leaderboard.store import VERIFY_ABSOLUTE_TOLERANCE, tolerance_for
 
     assert tolerance_for({"stderr": 0.02}, {"stderr": 0.02}) == VERIFY_ABSOLUTE_TOLERANCE
     assert tolerance_for({"stderr": 0.01}, {"stderr": 0.02}) == pytest.approx(1e-3 + 3 * (0.02**2 - 0.01**2) ** 0.5)
 
 
 def test_attribution_and_precision_join_the_key_only_when_not_the_defaults(result):
-    from pagbench.leaderboard import entry_id, entry_key
+    from pagbench.leaderboard.store import entry_id, entry_key
 
     plain = entry_id(entry_key(result))
     for changes in ({"attribution": "raw-gradient"}, {"attribution": None}, {"dtype": "float32"}):
@@ -437,7 +437,7 @@ def test_a_committed_entry_made_by_an_older_pagbench_still_verifies(tmp_path):
     """Entries made before --dtype (their config.dtype was a description) still verify."""
     import shutil
 
-    from pagbench.leaderboard import load_entry, reseal_entries, verify_entry
+    from pagbench.leaderboard.store import load_entry, reseal_entries, verify_entry
 
     source = ROOT / "leaderboard" / "entries" / "synthetic" / "bayes--42ce4d5d182f.json"
     path = tmp_path / "entries" / "synthetic" / source.name

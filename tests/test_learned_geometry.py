@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from pagbench.errors import MetricUnavailable
-from pagbench.manifold import orthonormalize
+from pagbench.evaluation.manifold import orthonormalize
 
 
 def principal_cos2(first, second):
@@ -56,7 +56,7 @@ def test_subspace_iteration_finds_the_top_eigenvectors_of_a_symmetrised_jacobian
 
 
 def test_missing_fits_are_unavailable_with_the_command_to_run(synthetic):
-    from pagbench.registry import manifold_providers, score_providers
+    from pagbench.extensions.registry import manifold_providers, score_providers
 
     with pytest.raises(MetricUnavailable, match="pagbench fit-score --dataset synthetic"):
         score_providers().get("denoiser").factory(synthetic, {})
@@ -113,7 +113,7 @@ def test_a_briefly_trained_denoiser_already_points_along_the_exact_score(synthet
 
 @pytest.mark.slow
 def test_a_briefly_trained_autoencoder_tangent_space_beats_chance(synthetic):
-    from pagbench.registry import manifold_providers
+    from pagbench.extensions.registry import manifold_providers
     from pagbench_plugins.learned.fit import fit_autoencoder
     from pagbench_plugins.learned.store import AutoencoderRecipe
 

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import pagbench
-from pagbench import registry
-from pagbench.board import render_board
-from pagbench.metrics import BoardColumn, Metric, MetricOption, entry_key_fields
+from pagbench.extensions import registry
+from pagbench.leaderboard.render import render_board
+from pagbench.evaluation.metrics import BoardColumn, Metric, MetricOption, entry_key_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pagbench-example-plugin"
@@ -29,7 +29,7 @@ def example(register_plugin, monkeypatch):
 
 
 def _entry(tmp_path, result):
-    from pagbench.leaderboard import Entry
+    from pagbench.leaderboard.store import Entry
 
     return Entry(tmp_path / "entry.json", result)
 
@@ -81,7 +81,7 @@ def test_without_the_plugin_the_option_and_column_are_gone(tmp_path):
 
     help_text = CliRunner().invoke(build_cli(), ["evaluate", "--help"]).output
     assert "--gradient-norm-order" not in help_text and "--epsilons" in help_text and "--noise-levels" in help_text
-    assert "‖∇x‖_p" not in [column.header for column, _ in __import__("pagbench.board").board.declared_columns()]
+    assert "‖∇x‖_p" not in [column.header for column, _ in __import__("pagbench.leaderboard.render", fromlist=["declared_columns"]).declared_columns()]
 
 
 def test_the_built_in_metrics_declare_the_committed_entry_keys():
@@ -110,7 +110,7 @@ def test_declarations_are_checked():
         name = "b"
         options = (MetricOption("shared", "int", default=1),)
 
-    from pagbench.metrics import metric_option_declarations
+    from pagbench.evaluation.metrics import metric_option_declarations
 
     with pytest.raises(ValueError, match="declared differently"):
         metric_option_declarations([A(), B()])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pagbench
-from pagbench.gradients import input_gradients
+from pagbench.evaluation.gradients import input_gradients
 
 from .controls import ControlPlugin
 
@@ -14,7 +14,7 @@ NUM = 200
 @pytest.fixture(scope="module")
 def results():
     """bayes and the controls, evaluated once with every metric (LPIPS on a random backbone)."""
-    from pagbench.plugins import get_plugin_manager
+    from pagbench.extensions.manager import get_plugin_manager
 
     manager = get_plugin_manager()
     name = manager.register(ControlPlugin())
@@ -32,7 +32,7 @@ def value(results, model, metric):
 
 
 def test_bayes_gradient_equals_the_exact_posterior_score(synthetic):
-    from pagbench.models import load_model
+    from pagbench.models.loading import load_model
 
     batch = synthetic.split("test").batch(list(range(NUM)))
     model = load_model("bayes", synthetic).module

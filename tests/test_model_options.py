@@ -25,7 +25,7 @@ def _bayes(dataset):
 
 
 def test_factory_naming_options_receives_them_and_may_return_a_card(register_plugin):
-    from pagbench.models import BuiltModel, check_model_options
+    from pagbench.models.loading import BuiltModel, check_model_options
 
     seen = {}
 

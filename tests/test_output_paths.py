@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from pagbench.errors import PagbenchError
-from pagbench.paths import check_writable_file, check_writable_folder, current_umask, write_atomic, write_json_atomic
+from pagbench.files.paths import check_writable_file, check_writable_folder, current_umask, write_atomic, write_json_atomic
 
 
 def _cli(*args, env=None):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from pagbench import pinned
-from pagbench.paths import cache_dir
+from pagbench.files import pinned
+from pagbench.files.paths import cache_dir
 from pagbench.errors import MetricUnavailable, PagbenchError
 from pagbench_plugins.datasets import cifar, files, mnist
 from pagbench_plugins.diffusion import edm
@@ -152,8 +152,8 @@ def test_a_downloaded_pickle_is_checked_before_it_is_stored_and_its_hash_recorde
 
 
 def test_the_edm_provider_pins_and_records_its_files(tmp_path, synthetic):
-    from pagbench.registry import score_providers
-    from pagbench.results import _provider_files
+    from pagbench.extensions.registry import score_providers
+    from pagbench.results.documents import _provider_files
 
     path = tmp_path / "edm.pkl"
     write_edm_pickle(path, label_dim=10)
@@ -214,7 +214,7 @@ def test_downloaded_cifar_batches_are_checked_on_every_use(monkeypatch):
 
 def test_a_fake_cifar_download_with_the_wrong_files_is_refused(tmp_path, monkeypatch):
     """An archive that passed its own check but holds other batches is refused on extraction."""
-    from pagbench import assets
+    from pagbench.files import assets
 
     from .asset_mirror import cifar_archive
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import pagbench
 from pagbench import ModelCard, ModelEntry, hookimpl
 from pagbench.errors import DegenerateImagesWarning, PagbenchError
-from pagbench.metrics import Metric, MetricOutput
+from pagbench.evaluation.metrics import Metric, MetricOutput
 
 CARD = ModelCard(architecture="test", dataset="synthetic")
 
@@ -83,8 +83,8 @@ def test_prepare_neither_imports_lpips_nor_builds_alexnet(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, backbone)
     code = (
         "import sys, pagbench\n"
-        "from pagbench.options import EvaluationOptions\n"
-        "from pagbench.runner import prepare\n"
+        "from pagbench.evaluation.options import EvaluationOptions\n"
+        "from pagbench.evaluation.runner import prepare\n"
         "setup = prepare(EvaluationOptions(model='bayes', num_images=10))\n"
         "assert 'lpips_alignment' in [m.name for m in setup.metrics], setup.unavailable\n"
         "print('lpips' in sys.modules)\n"
@@ -99,8 +99,8 @@ def test_prepare_neither_imports_lpips_nor_builds_alexnet(tmp_path):
 
 
 def test_a_missing_backbone_is_still_unavailable_at_prepare(tmp_path, monkeypatch):
-    from pagbench.options import EvaluationOptions
-    from pagbench.runner import prepare
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import prepare
 
     monkeypatch.setenv("PAGBENCH_LPIPS_BACKBONE", str(tmp_path / "missing.pth"))
     monkeypatch.setenv("PAGBENCH_OFFLINE", "1")
@@ -114,9 +114,9 @@ def test_a_headline_epsilon_of_zero_is_refused_not_replaced_by_the_default():
 
 
 def test_the_shape_probe_runs_on_the_evaluated_split(monkeypatch):
-    from pagbench import models
-    from pagbench.options import EvaluationOptions
-    from pagbench.runner import prepare
+    from pagbench.models import loading as models
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import prepare
 
     probed = []
     original = models.check_output_shape

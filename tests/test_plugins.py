@@ -5,7 +5,7 @@ from importlib import metadata
 import pytest
 from click.testing import CliRunner
 
-import pagbench.plugins as plugins_module
+import pagbench.extensions.manager as plugins_module
 from pagbench import DatasetEntry, hookimpl
 from pagbench.errors import PagbenchError
 
@@ -32,7 +32,7 @@ def fresh_manager(monkeypatch):
 
 def test_a_broken_plugin_is_reported_and_the_rest_keeps_working(fresh_manager, monkeypatch):
     fresh_manager(("broken", "pagbench_no_such_module_xyz"))
-    from pagbench.registry import models
+    from pagbench.extensions.registry import models
 
     assert "bayes" in models()  # built-ins still load
     failures = plugins_module.plugin_failures()
@@ -86,7 +86,7 @@ def test_duplicate_names_are_reported_not_silently_overwritten(register_plugin):
             register(DatasetEntry(name="synthetic", factory=lambda data_root: None))
 
     register_plugin(Duplicate(), name="duplicate")
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     registry = datasets()
     assert registry.owner("synthetic") == "synthetic"
@@ -95,7 +95,7 @@ def test_duplicate_names_are_reported_not_silently_overwritten(register_plugin):
 
 
 def test_unknown_names_suggest_close_matches():
-    from pagbench.registry import metrics, trainers
+    from pagbench.extensions.registry import metrics, trainers
 
     with pytest.raises(PagbenchError, match="did you mean on_manifold_fraction"):
         metrics().get("on_manifold_fractoin")
@@ -104,7 +104,7 @@ def test_unknown_names_suggest_close_matches():
 
 
 def test_families_match_by_prefix_not_substring():
-    from pagbench.registry import models
+    from pagbench.extensions.registry import models
 
     registry = models()
     assert registry.get("resnet18-synthetic-noise-0.1").prefix == "resnet18-"
@@ -116,7 +116,7 @@ def test_the_built_in_plugin_list_is_read_from_the_entry_points_of_pyproject():
     import tomllib
     from pathlib import Path
 
-    from pagbench.plugins import bundled_plugin_names
+    from pagbench.extensions.manager import bundled_plugin_names
 
     declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert bundled_plugin_names() == sorted(declared["project"]["entry-points"]["pagbench"])

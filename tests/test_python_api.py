@@ -86,7 +86,7 @@ class _Counter:
 @pytest.fixture
 def counting_plugin(register_plugin):
     """A dataset and a score provider that count how often their factories run."""
-    from pagbench.registry import datasets, score_providers
+    from pagbench.extensions.registry import datasets, score_providers
 
     synthetic = datasets().get("synthetic")
     analytic = score_providers().get("analytic")

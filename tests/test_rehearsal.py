@@ -61,7 +61,7 @@ def robustbench_dir(tmp_path):
 
 @pytest.mark.slow
 def test_the_paper_s_cifar10_path_runs_through_the_mirror(tmp_path, monkeypatch, robustbench_dir):
-    from pagbench import assets
+    from pagbench.files import assets
     from pagbench.cli import build_cli
 
     network, flags = _network_pickle(tmp_path)

@@ -91,7 +91,7 @@ def fewer_images(tmp_path_factory):
 
 
 def board_with(tmp_path, *results) -> Path:
-    from pagbench.leaderboard import add_results
+    from pagbench.leaderboard.store import add_results
 
     root = tmp_path / "board"
     paths = []
@@ -105,7 +105,7 @@ def board_with(tmp_path, *results) -> Path:
 
 def edited_entry(root: Path, model: str, change, num_images=None):
     """The entry of ``model`` (with ``num_images``, when given) after ``change(document)`` and a reseal."""
-    from pagbench.leaderboard import load_entries, reseal_entries
+    from pagbench.leaderboard.store import load_entries, reseal_entries
 
     def find():
         (found,) = [entry for entry in load_entries(root)
@@ -121,7 +121,7 @@ def edited_entry(root: Path, model: str, change, num_images=None):
 
 
 def test_results_record_the_weights_digest(bayes_result):
-    from pagbench.results import weights_digest
+    from pagbench.results.documents import weights_digest
 
     digest = bayes_result["config"]["weights_sha256"]
     assert isinstance(digest, str) and len(digest) == 64
@@ -134,7 +134,7 @@ def test_results_record_the_weights_digest(bayes_result):
 
 
 def test_verify_compares_the_same_weights_at_the_tight_tolerance(bayes_result, tmp_path):
-    from pagbench.leaderboard import SAME_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, load_entries, verify_entry
+    from pagbench.leaderboard.store import SAME_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, load_entries, verify_entry
 
     root = board_with(tmp_path, bayes_result)
     (entry,) = load_entries(root)
@@ -145,7 +145,7 @@ def test_verify_compares_the_same_weights_at_the_tight_tolerance(bayes_result, t
 
 
 def test_verify_compares_retrained_weights_against_the_seed_spread(bayes_result, tmp_path):
-    from pagbench.leaderboard import (RETRAINED, UNKNOWN_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, VERIFY_RETRAINED_ABSOLUTE,
+    from pagbench.leaderboard.store import (RETRAINED, UNKNOWN_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, VERIFY_RETRAINED_ABSOLUTE,
                                       VERIFY_RETRAINED_RELATIVE, VERIFY_SEED_RANGES, load_entries, verify_entry)
 
     seeded = copy.deepcopy(bayes_result)

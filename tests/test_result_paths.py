@@ -1,6 +1,6 @@
 """Default result paths keep every character of a model name that contains a dot."""
 
-from pagbench.results import default_result_path
+from pagbench.results.documents import default_result_path
 
 
 def test_model_names_with_a_decimal_strength_keep_their_name(tmp_path):

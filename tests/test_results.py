@@ -6,7 +6,7 @@ import pytest
 
 import pagbench
 from pagbench.errors import PagbenchError
-from pagbench.results import SCHEMA_VERSION, load_result, validate_result, write_result
+from pagbench.results.documents import SCHEMA_VERSION, load_result, validate_result, write_result
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,8 @@ def test_pagbench_schema_prints_a_draft_2020_12_schema_that_a_real_result_follow
     from click.testing import CliRunner
 
     from pagbench.cli import build_cli
-    from pagbench.schema import result_schema
-    from pagbench.schema import validate_result as follows_schema
+    from pagbench.results.schema import result_schema
+    from pagbench.results.schema import validate_result as follows_schema
 
     printed = CliRunner().invoke(build_cli(), ["schema"], catch_exceptions=False)
     assert printed.exit_code == 0
@@ -81,7 +81,7 @@ def test_pagbench_schema_prints_a_draft_2020_12_schema_that_a_real_result_follow
     entry_only = {"entry_key", "entry_id", "content_sha256"}
     optional = {"per_image", "sanity"}  # sanity: absent in results made before pagbench checked them
     assert set(schema["required"]) | optional | entry_only == set(schema["properties"])
-    from pagbench.results import TOP_LEVEL_FIELDS
+    from pagbench.results.documents import TOP_LEVEL_FIELDS
 
     assert set(schema["properties"]) == set(TOP_LEVEL_FIELDS) | entry_only  # the schema and results.py name the same fields
     assert follows_schema(json.loads(json.dumps(result))) is None
@@ -114,7 +114,7 @@ def test_pagbench_schema_prints_a_draft_2020_12_schema_that_a_real_result_follow
     ],
 )
 def test_broken_results_fail_the_schema_in_one_line(result, edit, message):
-    from pagbench.schema import validate_result as follows_schema
+    from pagbench.results.schema import validate_result as follows_schema
 
     with pytest.raises(PagbenchError) as error:
         follows_schema(_broken(result, edit), source="r.json")
@@ -124,7 +124,7 @@ def test_broken_results_fail_the_schema_in_one_line(result, edit, message):
 
 def test_the_schema_agrees_with_jsonschema_where_it_is_installed(result):
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is optional; the built-in validator reads the schema")
-    from pagbench.schema import result_schema
+    from pagbench.results.schema import result_schema
 
     jsonschema.Draft202012Validator.check_schema(result_schema())
     jsonschema.validate(json.loads(json.dumps(result)), result_schema(), cls=jsonschema.Draft202012Validator)
@@ -136,7 +136,7 @@ def test_the_schema_agrees_with_jsonschema_where_it_is_installed(result):
 def test_every_committed_leaderboard_entry_follows_the_schema():
     from pathlib import Path
 
-    from pagbench.schema import validate_result as follows_schema
+    from pagbench.results.schema import validate_result as follows_schema
 
     entries = sorted((Path(__file__).resolve().parents[1] / "leaderboard" / "entries").glob("*/*.json"))
     assert entries

@@ -21,7 +21,7 @@ import torch
 from click.testing import CliRunner
 
 from pagbench.errors import PagbenchError
-from pagbench.models import load_model
+from pagbench.models.loading import load_model
 
 NAMES = ("Carmon2019Unlabeled", "Wong2020Fast")  # WideResNet-28-10 (sub_block1), PreActResNet-18
 #: Made-up model information in RobustBench's model_info format (not RobustBench's values).
@@ -70,7 +70,7 @@ def cifar_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cifar10(cifar_root):
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     return datasets().get("cifar10").factory(str(cifar_root))
 
@@ -134,7 +134,7 @@ def model_dir(robustbench, tmp_path_factory):
 # ---------------------------------------------------------------------- against RobustBench's own
 @pytest.mark.parametrize("name", NAMES)
 def test_logits_and_gradients_equal_robustbench_load_model(name, robustbench, model_dir, cifar10):
-    from pagbench.gradients import input_gradients
+    from pagbench.evaluation.gradients import input_gradients
 
     utils, _ = robustbench
     loaded = load_model(f"robustbench:{name}", cifar10, "cpu", {"model_dir": str(model_dir)})
@@ -453,9 +453,9 @@ def test_failed_model_info_download_is_a_warning(tmp_path, monkeypatch, reply):
 def test_the_board_card_shows_what_robustbench_records_beside_the_pag_metrics(tmp_path):
     """The leaderboard's model card lists the clean and robust accuracy the card carries."""
     import pagbench
-    from pagbench.board import render_all
-    from pagbench.leaderboard import add_results, load_entries
-    from pagbench.results import write_result
+    from pagbench.leaderboard.render import render_all
+    from pagbench.leaderboard.store import add_results, load_entries
+    from pagbench.results.documents import write_result
 
     result = pagbench.evaluate("bayes", num_images=20, metrics=("accuracy", "score_cosine"))
     result["config"]["model_card"]["provenance"] = {"robustbench": {

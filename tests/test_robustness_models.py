@@ -18,10 +18,10 @@ import torch
 from click.testing import CliRunner
 
 from pagbench import ModelCard, ModelEntry, hookimpl
-from pagbench.checkpoints import CLAMP_DROPPED, CLAMP_KEPT, read_checkpoint
+from pagbench.models.checkpoints import CLAMP_DROPPED, CLAMP_KEPT, read_checkpoint
 from pagbench.cli import build_cli
 from pagbench.errors import PagbenchError
-from pagbench.models import load_model, with_normalization
+from pagbench.models.loading import load_model, with_normalization
 from pagbench_plugins.robustness_models.architectures import CifarResNet, _own, resnet_from_keys
 
 from .robustness_library import (

@@ -5,10 +5,10 @@ import torch
 
 import pagbench
 from pagbench import ModelCard, ModelEntry, ScoreProviderEntry, ManifoldProviderEntry, hookimpl
-from pagbench.cache import GeometryCache
+from pagbench.evaluation.cache import GeometryCache
 from pagbench.errors import PagbenchError
-from pagbench.manifold import ManifoldProvider
-from pagbench.scores import ScoreProvider
+from pagbench.evaluation.manifold import ManifoldProvider
+from pagbench.evaluation.scores import ScoreProvider
 
 CARD = ModelCard(architecture="test", dataset="synthetic")
 
@@ -115,13 +115,13 @@ def test_second_model_reuses_scores_and_tangents_from_memory_and_disk(plugin):
 
 
 def test_evaluation_leaves_model_in_eval_mode_with_unchanged_batchnorm_and_no_parameter_grads(plugin, synthetic):
-    from pagbench.models import load_model
+    from pagbench.models.loading import load_model
 
     loaded = load_model("small-cnn", synthetic)
     loaded.module.train()  # even if handed over in train mode
     before = {key: value.clone() for key, value in loaded.module.state_dict().items()}
-    from pagbench.options import EvaluationOptions
-    from pagbench.runner import evaluate
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import evaluate
 
     evaluate(EvaluationOptions(model="small-cnn", num_images=20, batch_size=10), model=loaded, progress=False)
     after = loaded.module.state_dict()

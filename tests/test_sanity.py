@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pagbench import sanity
+from pagbench.evaluation import sanity
 from pagbench.errors import PagbenchError
 
 SHAPE = (3, 8, 8)
@@ -196,10 +196,10 @@ def test_check_batch_on_the_runner_s_first_batch_and_the_result_records_it():
     import json
 
     import pagbench
-    from pagbench.cache import GeometryCache
-    from pagbench.options import EvaluationOptions
-    from pagbench.runner import iter_batches, prepare
-    from pagbench.schema import validate_result as follows_schema
+    from pagbench.evaluation.cache import GeometryCache
+    from pagbench.evaluation.options import EvaluationOptions
+    from pagbench.evaluation.runner import iter_batches, prepare
+    from pagbench.results.schema import validate_result as follows_schema
 
     setup = prepare(EvaluationOptions(model="bayes", num_images=10, metrics=("score_cosine",)))
     context = next(iter(iter_batches(setup, range(10), cache=GeometryCache())))

@@ -17,13 +17,13 @@ def principal_cos2(exact, estimate):
 
 
 def provider(dataset, **options):
-    from pagbench.registry import manifold_providers
+    from pagbench.extensions.registry import manifold_providers
 
     return manifold_providers().get("score-jacobian").factory(dataset, {key: str(value) for key, value in options.items()})
 
 
 def exact_basis(dataset, images):
-    from pagbench.registry import manifold_providers
+    from pagbench.extensions.registry import manifold_providers
 
     return manifold_providers().get("analytic").factory(dataset, {}).tangent_basis(images, None)
 
@@ -98,7 +98,7 @@ class NoGradScores:
 
     @hookimpl
     def register_score_providers(self, register):
-        from pagbench.scores import ScoreProvider
+        from pagbench.evaluation.scores import ScoreProvider
 
         class Detached(ScoreProvider):
             name = "detached"
@@ -121,7 +121,7 @@ def test_a_provider_without_differentiable_scores_is_refused(synthetic, register
 def test_network_score_providers_are_used_through_their_differentiable_network_score(synthetic, register_plugin):
     """NetworkScoreProvider.scores runs under no_grad; its network_score is differentiable. A tiny
     linear "denoiser" that projects onto the exact tangent space gives back exactly that space."""
-    from pagbench.scores import NetworkScoreProvider
+    from pagbench.evaluation.scores import NetworkScoreProvider
 
     exact = exact_basis(synthetic, torch.zeros(1, 1))[0].float()  # (45, D)
 
@@ -194,7 +194,7 @@ def test_with_the_fitted_denoiser_it_equals_the_denoiser_manifold(synthetic):
     from click.testing import CliRunner
 
     from pagbench.cli import build_cli
-    from pagbench.registry import manifold_providers
+    from pagbench.extensions.registry import manifold_providers
 
     result = CliRunner().invoke(build_cli(), ["fit-score", "--dataset", "synthetic", "--steps", "20", "--width", "8", "--no-progress"])
     assert result.exit_code == 0, result.output

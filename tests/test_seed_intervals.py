@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pagbench.board import SeedInterval, interval_text, render_board, seed_groups, seed_interval
-from pagbench.leaderboard import Entry
+from pagbench.leaderboard.render import SeedInterval, interval_text, render_board, seed_groups, seed_interval
+from pagbench.leaderboard.store import Entry
 from pagbench_plugins.zoo.sweep_report import collect, render_markdown
 
 

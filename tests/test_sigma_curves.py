@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 import pagbench
-from pagbench.cache import GeometryCache
+from pagbench.evaluation.cache import GeometryCache
 from pagbench.errors import PagbenchError
 
 SIGMAS = (0.0, 0.02, 0.05, 0.1, 0.3)
@@ -56,7 +56,7 @@ def test_headline_sigma_joins_the_grid_and_equals_its_curve_point():
 
 
 def test_grid_text_and_bad_grids():
-    from pagbench.options import EvaluationOptions
+    from pagbench.evaluation.options import EvaluationOptions
 
     assert EvaluationOptions.create(model="bayes", sigmas="0.01:1:3").sigmas == pytest.approx((0.01, 0.1, 1.0))
     for bad in ("a,b", "-0.1,0.2", "0.1:0:3"):
@@ -84,8 +84,8 @@ def test_lpips_curve_with_the_test_backbone():
 def strict_provider(register_plugin):
     """A learned-style score provider (the exact scores, but refusing σ ≤ 0 as learned ones do)."""
     from pagbench import hookimpl
-    from pagbench.entries import ScoreProviderEntry
-    from pagbench.scores import check_sigma
+    from pagbench.extensions.records import ScoreProviderEntry
+    from pagbench.evaluation.scores import check_sigma
     from pagbench_plugins.synthetic.providers import AnalyticScores
 
     class Strict(AnalyticScores):
@@ -146,9 +146,9 @@ def test_a_sweep_report_shows_the_sigma_curves(tmp_path):
 
 
 def test_the_board_card_shows_the_sigma_curve(tmp_path):
-    from pagbench.board import render_all
-    from pagbench.leaderboard import add_results, load_entries
-    from pagbench.results import write_result
+    from pagbench.leaderboard.render import render_all
+    from pagbench.leaderboard.store import add_results, load_entries
+    from pagbench.results.documents import write_result
 
     result = pagbench.evaluate("bayes", num_images=20, sigmas=(0.0, 0.2), metrics=("accuracy", "score_cosine"))
     write_result(result, tmp_path / "r.json")

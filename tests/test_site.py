@@ -1,4 +1,4 @@
-"""The static web leaderboard (pagbench/site.py) without a browser: escaping, links, the pages'
+"""The static web leaderboard (pagbench/leaderboard/site.py) without a browser: escaping, links, the pages'
 shape for hostile entries, the SVG curves, determinism and ``leaderboard build --check``."""
 
 import re
@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from pagbench.cli import build_cli
-from pagbench.leaderboard import Entry, entry_stem
-from pagbench.site import CSP, curve_plots, esc, link, page_path, render_site, safe_url, text
+from pagbench.leaderboard.store import Entry, entry_stem
+from pagbench.leaderboard.site import CSP, curve_plots, esc, link, page_path, render_site, safe_url, text
 
 from .site_cases import BOARD, IMG, JS_LINK, SCRIPT, hostile_results, parse, template_result, with_curves
 
@@ -175,8 +175,8 @@ def test_build_writes_the_site_deterministically_and_check_names_what_differs(bo
 
 
 def test_the_index_is_in_the_board_rank_and_carries_each_metric_as_its_sort_value(board_copy):
-    from pagbench.board import sort_key
-    from pagbench.leaderboard import load_entries
+    from pagbench.leaderboard.render import sort_key
+    from pagbench.leaderboard.store import load_entries
 
     entries = sorted(load_entries(board_copy), key=sort_key)
     index = render_site(list(reversed(entries)), board_copy)["site/index.html"].decode()
@@ -205,15 +205,15 @@ def test_the_assets_are_package_data():
     import tomllib
 
     config = tomllib.loads((BOARD.parent / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["pagbench"]
+    patterns = config["tool"]["setuptools"]["package-data"]["pagbench.leaderboard"]
     assert "site_static/*.css" in patterns and "site_static/*.js" in patterns
     for name in ("site.css", "site.js"):
-        assert (BOARD.parent / "pagbench" / "site_static" / name).is_file()
+        assert (BOARD.parent / "pagbench" / "leaderboard" / "site_static" / name).is_file()
 
 
 def test_the_reproduce_command_finds_the_entry_and_asks_for_the_trust_it_needs(tmp_path):
-    from pagbench.leaderboard import find_entry
-    from pagbench.site import reproduce_command
+    from pagbench.leaderboard.store import find_entry
+    from pagbench.leaderboard.site import reproduce_command
 
     (entry,) = entries_of([template_result()], BOARD)
     command = reproduce_command(entry)
@@ -228,7 +228,7 @@ def test_the_reproduce_command_finds_the_entry_and_asks_for_the_trust_it_needs(t
 def test_the_index_shows_seed_intervals_and_the_sanity_legend(tmp_path):
     import copy
 
-    from pagbench.sanity import FLAGS
+    from pagbench.evaluation.sanity import FLAGS
 
     documents = []
     for seed, cosine in ((0, 0.5), (1, 0.6), (2, 0.55)):
@@ -249,8 +249,8 @@ def test_the_index_shows_seed_intervals_and_the_sanity_legend(tmp_path):
 
 
 def test_plugin_columns_show_the_cells_their_hook_computes(board_copy):
-    from pagbench.board import entry_columns, sort_key
-    from pagbench.leaderboard import load_entries
+    from pagbench.leaderboard.render import entry_columns, sort_key
+    from pagbench.leaderboard.store import load_entries
 
     entries = sorted(load_entries(board_copy), key=sort_key)
     index = render_site(entries, board_copy)["site/index.html"].decode()

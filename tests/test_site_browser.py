@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pagbench.leaderboard import Entry, entry_stem, load_entries
-from pagbench.site import render_site, write_site
+from pagbench.leaderboard.store import Entry, entry_stem, load_entries
+from pagbench.leaderboard.site import render_site, write_site
 
 from .site_cases import BOARD, hostile_results, template_result, with_curves
 
@@ -86,7 +86,7 @@ def click_header(driver, output: str):
 
 
 def entries_by_rank(root: Path) -> list[Entry]:
-    from pagbench.board import sort_key
+    from pagbench.leaderboard.render import sort_key
 
     return sorted(load_entries(root), key=sort_key)
 
@@ -257,7 +257,7 @@ def test_hostile_entries_accepted_by_add_are_safe_on_the_built_site(driver, tmp_
 
 def test_the_content_security_policy_blocks_inline_script_and_style_from_file_urls(driver, tmp_path):
     """Defence in depth: were a payload ever left unescaped, the page's CSP would still stop it."""
-    from pagbench.site import ASSETS, _page, asset_text
+    from pagbench.leaderboard.site import ASSETS, _page, asset_text
 
     for name in ASSETS:
         (tmp_path / name).write_text(asset_text(name))

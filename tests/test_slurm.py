@@ -60,11 +60,11 @@ def recipe_id(regime: str, strength: float, seed: int, epochs: int) -> str:
 
 
 def weights_digest(cache: Path, identifier: str) -> str:
-    """:func:`pagbench.results.weights_digest` (names, dtypes, shapes and bytes) of a stored model."""
+    """:func:`pagbench.results.documents.weights_digest` (names, dtypes, shapes and bytes) of a stored model."""
     from types import SimpleNamespace
 
-    from pagbench.results import weights_digest as digest_of
-    from pagbench.store import load_tensors
+    from pagbench.results.documents import weights_digest as digest_of
+    from pagbench.models.store import load_tensors
 
     state = load_tensors(cache / "models" / identifier / "weights.pt")
     return digest_of(SimpleNamespace(state_dict=lambda: state))
@@ -186,7 +186,7 @@ def test_scancel_of_a_running_array_leaves_no_partial_files(slurm_cluster, tmp_p
     assert f"job {job} (resnet18-synthetic-standard-0) failed: left the Slurm queue without a result" in stderr
     assert not list(output.glob("*.json")) and not leftovers(output, cache)
     assert not (cache / "models" / training / "weights.pt").exists()
-    from pagbench.store import load_tensors
+    from pagbench.models.store import load_tensors
 
     assert load_tensors(checkpoint)["epoch"] == 1  # what is left is the whole resume checkpoint, nothing half-written
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from pagbench.cli import build_cli
 from pagbench.errors import PagbenchError
-from pagbench.gradients import input_gradients
-from pagbench.models import load_model
+from pagbench.evaluation.gradients import input_gradients
+from pagbench.models.loading import load_model
 
 from .agreement import logits_and_gradient, max_relative_difference, trained_like
 
@@ -24,7 +24,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # resnet18's data conf
 
 @pytest.fixture(scope="module")
 def dataset():
-    from pagbench.registry import datasets
+    from pagbench.extensions.registry import datasets
 
     return datasets().get("synthetic").factory(None)
 
@@ -92,7 +92,7 @@ def test_default_input_size_follows_the_network_for_own_weights(dataset, batch):
 
 
 def test_grey_images_are_repeated_to_rgb_inside_the_wrapper():
-    from pagbench.wrappers import ImageClassifier
+    from pagbench.models.wrappers import ImageClassifier
 
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
     wrapper = ImageClassifier(network, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2), input_size=(8, 8), in_channels=3).eval()

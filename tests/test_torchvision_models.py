@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pagbench.errors import PagbenchError
-from pagbench.models import load_model
+from pagbench.models.loading import load_model
 
 from .agreement import logits_and_gradient, max_relative_difference, trained_like
 

@@ -93,7 +93,7 @@ def test_zoo_model_trains_on_first_use_then_loads(monkeypatch):
     second = pagbench.evaluate("resnet18-synthetic-gnorm-0.01", num_images=50)
     assert second["metrics"] == first["metrics"]
     with pytest.raises(PagbenchError, match="trained on 'synthetic', not on 'example"):
-        from pagbench.models import load_model
+        from pagbench.models.loading import load_model
 
         class Other:
             name = "example-other"
@@ -154,7 +154,7 @@ def test_batched_crop_and_flip_is_bit_identical_to_the_per_example_loop():
 
 
 def test_resident_split_covers_in_memory_splits_only():
-    from pagbench.data import TensorSplit
+    from pagbench.evaluation.data import TensorSplit
     from pagbench_plugins.datasets.splits import Uint8Split
     from pagbench_plugins.zoo.training import resident_split
 

@@ -204,8 +204,8 @@ def test_timm_creation_options_timm_rejects_are_one_line(option, message, tmp_pa
 
 def test_a_resnet_file_given_to_a_vit_is_reported_as_not_fitting(tmp_path):
     timm = pytest.importorskip("timm")
-    from pagbench.models import load_model
-    from pagbench.registry import datasets
+    from pagbench.models.loading import load_model
+    from pagbench.extensions.registry import datasets
 
     path = tmp_path / "resnet10.pt"
     torch.save(timm.create_model("resnet18", num_classes=10).state_dict(), path)
@@ -237,7 +237,7 @@ def test_a_users_pkg_resources_stand_in_does_not_break_the_robustbench_route(mon
 
 
 def test_a_gallery_of_a_registered_module_restores_its_mode():
-    from pagbench.gallery import compute_gallery
+    from pagbench.leaderboard.gallery import compute_gallery
 
     registered = SmallNet().train()
     before = _state(registered)

@@ -6,8 +6,8 @@ float64 class weights as the raw gradient) and returns float64 maps in the gradi
 Captum (``backend=captum``) is imported only when a method runs with it.
 """
 
-from pagbench import hookimpl
-from pagbench.entries import AttributionEntry
+from pagbench.plugin import hookimpl
+from pagbench.plugin import AttributionEntry
 
 
 def _gradient(options):

@@ -1,16 +1,16 @@
 """Which implementation runs a method: pagbench's own (default) or Captum's.
 
-``pagbench`` computes every gradient with :func:`pagbench.gradients.input_gradients` (float64
+``pagbench`` computes every gradient with :func:`pagbench.evaluation.gradients.input_gradients` (float64
 class weights, rescaled before the backward pass, so confident predictions keep their gradient)
 and sums in float64. ``captum`` runs Captum's implementation on the same objective
-(:meth:`pagbench.attributions.AttributionTarget.objective`), in the model's dtype: it agrees with
+(:meth:`pagbench.evaluation.attributions.AttributionTarget.objective`), in the model's dtype: it agrees with
 ``pagbench`` to float32 rounding except where float32 underflows. ``auto`` is Captum when it is
 installed, else pagbench's. The resolved backend is recorded in the settings.
 """
 
 from __future__ import annotations
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 BACKENDS = ("pagbench", "captum", "auto")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pagbench.attributions import Attribution
+from pagbench.plugin import Attribution
 
 
 class RawGradient(Attribution):

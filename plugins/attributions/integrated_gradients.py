@@ -9,7 +9,7 @@ Cost: ``steps`` backward passes per batch.
 
 from __future__ import annotations
 
-from pagbench.attributions import Attribution, option_value
+from pagbench.plugin import Attribution, attribution_option_value as option_value
 
 from .backend import resolve_backend
 
@@ -59,7 +59,7 @@ class IntegratedGradients(Attribution):
                                             "in [0, 1000] pixels")
             settings["blur_units"] = "pixels (std of the Gaussian)"
         elif "blur" in options:
-            from pagbench.errors import PagbenchError
+            from pagbench.plugin import PagbenchError
 
             raise PagbenchError("--attribution-option blur applies only with baseline=blur")
         settings["backend"] = resolve_backend(str(options.get("backend", "pagbench")))

@@ -9,7 +9,7 @@ global random generator, which would tie the noise to the batch composition.
 
 from __future__ import annotations
 
-from pagbench.attributions import Attribution, option_value
+from pagbench.plugin import Attribution, attribution_option_value as option_value
 
 #: Most noisy copies per image (each costs one forward and backward pass of the model).
 MAX_SAMPLES = 4096

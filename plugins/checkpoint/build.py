@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from pagbench.checkpoints import FitReport, fit_checkpoint, read_checkpoint, unwrap
-from pagbench.entries import ModelCard
-from pagbench.errors import PagbenchError
-from pagbench.models import BuiltModel, build_architecture, describe_options, option_flag, with_normalization
+from pagbench.plugin import FitReport, fit_checkpoint, read_checkpoint, unwrap
+from pagbench.plugin import ModelCard
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import BuiltModel, build_architecture, describe_options, option_flag, with_normalization
 
 from . import PREFIX
 
@@ -52,8 +52,8 @@ def _output_index(options: dict, module) -> int | None:
 
 
 def _check_architecture_name(arch: str) -> None:
-    from pagbench.entries import ModelFamily
-    from pagbench.registry import models
+    from pagbench.plugin import ModelFamily
+    from pagbench.plugin import models
 
     entry = models().get(arch)  # unknown → one line with the closest names
     if isinstance(entry, ModelFamily) and entry.prefix == PREFIX:
@@ -96,7 +96,7 @@ def checkpoint_model(name: str, dataset, options: dict) -> BuiltModel:
         module = content.float() if not isinstance(content, torch.jit.ScriptModule) else content
         output = _output_index(options, content)
         if output is not None:
-            from pagbench.wrappers import SelectOutput
+            from pagbench.plugin import SelectOutput
 
             module = SelectOutput(module, output)
             provenance["output"] = f"element {output} of the module's tuple output" + (

@@ -6,7 +6,7 @@ Each loader reads the dataset's published on-disk format from ``--data-root DIR`
 fails with one line naming the files expected and where. Heavy imports happen in the factories.
 """
 
-from pagbench import DatasetEntry, hookimpl
+from pagbench.plugin import DatasetEntry, hookimpl
 
 #: The distractor sets' construction (plugins/datasets/distractor.py); models trained on an
 #: earlier construction are stored under a different identifier and never reused.
@@ -99,7 +99,7 @@ MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's
 @hookimpl
 def register_assets(register):
     """The dataset files pagbench downloads (CIFAR-10, MNIST) or that must be copied by hand (ImageNet 64x64)."""
-    from pagbench.assets import AssetEntry
+    from pagbench.plugin import AssetEntry
 
     register(AssetEntry(
         name=CIFAR10_ASSET, filename="cifar-10-python.tar.gz", url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",

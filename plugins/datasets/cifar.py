@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pagbench.data import Dataset
+from pagbench.plugin import Dataset
 
 from .files import check_downloaded, find_directory, load_data_pickle, missing_error, corrupt_error
 from .splits import Uint8Split
@@ -56,10 +56,10 @@ def locate(data_root) -> Path:
 
 def asset_batches() -> Path:
     """The batches extracted from the archive asset (fetching the archive if missing and online;
-    offline: :class:`pagbench.assets.AssetUnavailable` naming the fetch command). Under the
+    offline: :class:`pagbench.files.assets.AssetUnavailable` naming the fetch command). Under the
     test-only asset table the archive's per-file MD5s are not the published ones: they are then
     not compared (the archive's own hash, from that table, is)."""
-    from pagbench import assets
+    from pagbench.plugin import assets
 
     from . import CIFAR10_ASSET
 
@@ -74,7 +74,7 @@ def asset_batches() -> Path:
 
 
 def check_pins(directory: Path) -> None:
-    from pagbench.pinned import check_pinned
+    from pagbench.plugin import check_pinned
 
     for name, md5 in FILE_MD5.items():
         check_pinned(directory / name, md5, algorithm="md5", what="dataset 'cifar10': extracted file",
@@ -91,7 +91,7 @@ def extract_archive(archive: Path, destination: Path) -> None:
     import tarfile
     import tempfile
 
-    from pagbench.errors import PagbenchError
+    from pagbench.plugin import PagbenchError
 
     wanted = {f"cifar-10-batches-py/{name}" for name in (*FILES, "batches.meta")}
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def read_batches(paths) -> Uint8Split:
 
 
 def build_dataset(data_root) -> Dataset:
-    from pagbench import assets
+    from pagbench.plugin import assets
 
     directory = locate(data_root)
     config = {"source": "cifar-10-python", "version": 1}

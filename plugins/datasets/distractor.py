@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as functional
 
-from pagbench.data import Dataset
+from pagbench.plugin import Dataset
 
 from . import DISTRACTOR_VERSION
 from .splits import Uint8Split

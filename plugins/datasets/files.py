@@ -9,7 +9,7 @@ dataset's licence allows one and ``PAGBENCH_OFFLINE`` is unset.
 (or file's) published MD5 and fails on a mismatch. Files pagbench keeps in its own data folder
 (``<cache dir>/data/<dataset>``: what it downloaded) are checked again every time the dataset is
 opened, against the published per-file MD5s (:func:`check_downloaded`; each file is hashed once
-per size and mtime, :func:`pagbench.pinned.file_digest`), and refused in one line when one
+per size and mtime, :func:`pagbench.files.pinned.file_digest`), and refused in one line when one
 differs. Files under a user's ``--data-root`` are not compared with any hash (users may keep
 their own copies, e.g. re-encoded); they get the format checks of the readers (headers, shapes,
 dtypes, label ranges, a pickle that cannot run code).
@@ -22,14 +22,14 @@ import pickle
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 
-from pagbench.paths import offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
+from pagbench.plugin import offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def default_root(dataset: str) -> Path:
-    from pagbench.paths import cache_dir
+    from pagbench.plugin import cache_dir
 
     return cache_dir() / "data" / dataset
 
@@ -121,7 +121,7 @@ def check_downloaded(directory: Path, pins: dict, dataset: str, storage: str | N
     """In pagbench's data folder (``storage``: the dataset folder the files are kept under; default
     ``dataset``), refuse in one line any file of ``pins`` (file name → published MD5) whose MD5
     differs. Files that are absent and every file outside the data folder are left alone."""
-    from pagbench.pinned import check_pinned
+    from pagbench.plugin import check_pinned
 
     if not is_downloaded_copy(directory, storage or dataset):
         return

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pagbench.data import Batch, Dataset, ImageSplit
-from pagbench.errors import PagbenchError
+from pagbench.plugin import Batch, Dataset, ImageSplit
+from pagbench.plugin import PagbenchError
 
 from .files import corrupt_error, default_root, missing_error
 from .splits import Uint8Split
@@ -93,7 +93,7 @@ def build_imagenet64(data_root) -> Dataset:
     root = Path(data_root) if data_root is not None else default_root("imagenet64")
     val = _find_file(root, VAL_FILES[0])
     if val is None and data_root is None:  # the manual-only asset imagenet64-val (<asset root>/imagenet64/)
-        from pagbench import assets
+        from pagbench.plugin import assets
 
         asset_folder = assets.local_path(assets.get("imagenet64-val")).parent
         if _find_file(asset_folder, VAL_FILES[0]) is not None:

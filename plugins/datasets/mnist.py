@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 from .files import check_downloaded, corrupt_error, existing, find_directory, missing_error, read_maybe_gzip
 
@@ -61,7 +61,7 @@ def locate(data_root) -> Path:
     required = list(FILES.values())
     directory = find_directory(data_root, "mnist", required, SUBDIRECTORIES)
     if directory is None and data_root is None:
-        from pagbench import assets
+        from pagbench.plugin import assets
 
         from . import MNIST_ASSETS
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from pagbench.data import Batch, ImageSplit
+from pagbench.plugin import Batch, ImageSplit
 
 
 class Uint8Split(ImageSplit):

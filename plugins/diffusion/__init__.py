@@ -11,7 +11,7 @@
 Both return scores in [0,1] pixel units at σ in [0,1] units (σ₋₁ = 2σ, score = 2·score₋₁).
 """
 
-from pagbench import ScoreProviderEntry, hookimpl
+from pagbench.plugin import ScoreProviderEntry, hookimpl
 
 
 def _edm(dataset, options):
@@ -41,7 +41,7 @@ EDM_PRETRAINED = "https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/"
 
 @hookimpl
 def register_assets(register):
-    from pagbench.assets import AssetEntry
+    from pagbench.plugin import AssetEntry
 
     licence = "CC BY-NC-SA 4.0 (NVIDIA EDM)"
     register(AssetEntry(

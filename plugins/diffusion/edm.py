@@ -37,8 +37,8 @@ import sys
 import types
 from pathlib import Path
 
-from pagbench.errors import PagbenchError
-from pagbench.paths import offline
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import offline
 
 from .edm_restricted import AttributeDict, NotImplementedHere, OwnNetworkMismatch, SafeUnpickler, own_network_contents, read_records
 
@@ -189,10 +189,10 @@ def fetch_url(location: str, sha256: str | None = None, option: str = "sha256") 
     pagbench's asset downloader (resumable ``.part``, retries, HTML pages refused, atomic move) and
     return that path. With ``sha256`` (the provider option named ``option``) the download must
     match it before it is stored; without, its SHA-256 is pinned on first download
-    (:mod:`pagbench.assets`). Failures are one line."""
-    from pagbench import assets
-    from pagbench.paths import cache_dir
-    from pagbench.pinned import normalise_pin
+    (:mod:`pagbench.files.assets`). Failures are one line."""
+    from pagbench.plugin import assets
+    from pagbench.plugin import cache_dir
+    from pagbench.plugin import normalise_pin
 
     pin = normalise_pin(sha256, option) if sha256 is not None else None
     folder = hashlib.sha256(location.encode()).hexdigest()[:16]
@@ -207,7 +207,7 @@ def fetch_url(location: str, sha256: str | None = None, option: str = "sha256") 
 def _check_pin(data: bytes, where: str, sha256: str | None, option: str) -> str:
     """The SHA-256 of ``data``; a mismatch with the pin ``sha256`` (full or a prefix of at least
     8 hex digits) is a one-line error."""
-    from pagbench.pinned import matches, normalise_pin
+    from pagbench.plugin import matches, normalise_pin
 
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None:
@@ -224,7 +224,7 @@ def read_source(location: str, sha256: str | None = None, option: str = "sha256"
     ``option``) the bytes must match it — a download before it is stored, a stored download or a
     local file every time it is read — else a one-line error and nothing is stored."""
     if location.startswith(("http://", "https://")):
-        from pagbench.paths import cache_dir
+        from pagbench.plugin import cache_dir
 
         target = cache_dir() / "downloads" / hashlib.sha256(location.encode()).hexdigest()[:16] / Path(location.split("?")[0]).name
         if not target.is_file():

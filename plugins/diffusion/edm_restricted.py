@@ -27,7 +27,7 @@ import math
 import numbers
 import pickle
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 
 class AttributeDict(dict):

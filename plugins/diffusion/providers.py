@@ -9,10 +9,10 @@ import os
 
 import torch
 
-from pagbench import paths
-from pagbench.errors import PagbenchError
-from pagbench.fingerprint import canonical_json
-from pagbench.scores import NetworkScoreProvider, score_image_shape
+from pagbench.plugin import paths
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import canonical_json
+from pagbench.plugin import NetworkScoreProvider, score_image_shape
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -23,7 +23,7 @@ def _trusted(options) -> bool:
 
 def _asset_label(asset) -> str:
     """How a result names a file that came from an asset (and a test-only table, when it did)."""
-    from pagbench import assets
+    from pagbench.plugin import assets
 
     label = f"asset {asset.name} ({asset.url or 'manual'})"
     if assets.overridden(asset):
@@ -35,8 +35,8 @@ def _asset_location(dataset, options):
     """(asset entry, local path) of the network: ``asset=NAME``, else the one asset declared for
     the ``edm`` provider on ``dataset`` (fetched when missing and online). Missing offline, or
     none declared: :class:`~pagbench.errors.MetricUnavailable` naming the way out."""
-    from pagbench import assets
-    from pagbench.errors import MetricUnavailable
+    from pagbench.plugin import assets
+    from pagbench.plugin import MetricUnavailable
 
     name = options.get("asset")
     entry = assets.get(str(name)) if name else assets.for_provider("edm", dataset.name)
@@ -160,7 +160,7 @@ class DiffusersScores(NetworkScoreProvider):
     default_sigma = 0.05
 
     def __init__(self, dataset, options):
-        from pagbench.errors import MetricUnavailable
+        from pagbench.plugin import MetricUnavailable
 
         try:
             import diffusers

@@ -10,7 +10,7 @@
 Fitted models live in the model store (``<cache dir>/models``); heavy imports are lazy.
 """
 
-from pagbench import ManifoldProviderEntry, ScoreProviderEntry, hookimpl
+from pagbench.plugin import ManifoldProviderEntry, ScoreProviderEntry, hookimpl
 
 
 def _denoiser_scores(dataset, options):

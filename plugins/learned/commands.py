@@ -7,7 +7,7 @@ import click
 
 
 def _dataset(name: str, data_root):
-    from pagbench.registry import datasets
+    from pagbench.plugin import datasets
 
     return datasets().get(name).factory(data_root)
 
@@ -56,7 +56,7 @@ def add_commands(cli: click.Group) -> None:
                                 batch_size=batch_size, width=width, lr=lr, noise_std=noise_std)
         recipe.validate()
         data = _dataset(dataset, data_root)
-        from pagbench.errors import PagbenchError
+        from pagbench.plugin import PagbenchError
 
         if latent_dim >= data.dim:
             raise PagbenchError(f"--latent-dim must be below the image dimension {data.dim}, got {latent_dim}")

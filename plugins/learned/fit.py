@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from pagbench import __version__
-from pagbench.progress import progress_bar
-from pagbench.validation import check_cache_dir
+from pagbench.plugin import __version__
+from pagbench.plugin import progress_bar
+from pagbench.plugin import check_cache_dir
 
 from .networks import Autoencoder, Denoiser
 from .store import AutoencoderRecipe, DenoiserRecipe, identifier, save, store_dir

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.func import jvp, vjp, vmap
 
-from pagbench.manifold import orthonormalize
+from pagbench.plugin import orthonormalize
 
 
 def decoder_jacobian(decode, latents: torch.Tensor, tangent_chunk: int | None = None) -> torch.Tensor:

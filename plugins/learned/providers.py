@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from pagbench.errors import PagbenchError
-from pagbench.manifold import ManifoldProvider
-from pagbench.scores import NetworkScoreProvider
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import ManifoldProvider
+from pagbench.plugin import NetworkScoreProvider
 
 from . import store
 

@@ -10,7 +10,7 @@ depend on the batch it is computed in). No autoencoder is needed: any score prov
 are differentiable in x serves (EDM, diffusers, the fitted denoiser, the exact ``analytic`` one).
 
 The score provider is reached only through the registry. For providers built on
-:class:`pagbench.scores.NetworkScoreProvider` (whose ``scores`` run under ``no_grad``) the
+:class:`pagbench.evaluation.scores.NetworkScoreProvider` (whose ``scores`` run under ``no_grad``) the
 differentiable ``network_score`` is used; any other provider's ``scores`` must be differentiable
 (checked once, on a mid-grey probe image, when the provider is built), else it is refused.
 
@@ -19,9 +19,9 @@ This module is imported when the registry is built: torch is imported lazily.
 
 from __future__ import annotations
 
-from pagbench import ManifoldProviderEntry
-from pagbench.errors import PagbenchError
-from pagbench.manifold import ManifoldProvider
+from pagbench.plugin import ManifoldProviderEntry
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import ManifoldProvider
 
 NAME = "score-jacobian"
 #: Option keys read by this provider; every other ``--provider-option`` goes on to the score provider.
@@ -99,8 +99,8 @@ class ScoreJacobianManifold(ManifoldProvider):
     name = NAME
 
     def __init__(self, dataset, options):
-        from pagbench import registry
-        from pagbench.scores import NetworkScoreProvider, score_image_shape
+        from pagbench.plugin import registry
+        from pagbench.plugin import NetworkScoreProvider, score_image_shape
 
         options = dict(options or {})
         values = _parse(options)

@@ -1,6 +1,6 @@
 """Recipes of the estimators pagbench fits itself (denoisers, autoencoders), in the core's model store.
 
-Each fitted model lives in ``<cache dir>/models/<identifier>/`` (:mod:`pagbench.store`) as
+Each fitted model lives in ``<cache dir>/models/<identifier>/`` (:mod:`pagbench.models.store`) as
 ``weights.pt`` (a state dict, loadable with ``torch.load(weights_only=True)``) and
 ``record.json`` (kind, recipe, network arguments, training summary). Providers find the newest
 record of their kind for a dataset, or take an explicit directory.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from pagbench import store
-from pagbench.errors import MetricUnavailable, PagbenchError
-from pagbench.fingerprint import fingerprint
+from pagbench.plugin import store
+from pagbench.plugin import MetricUnavailable, PagbenchError
+from pagbench.plugin import fingerprint
 
 RECORD = "record.json"
 store_dir = store.store_dir
@@ -112,7 +112,7 @@ def _refit(directory: Path, record: dict | None = None) -> str:
 
 def load(directory: Path, device="cpu"):
     """(model in eval mode with frozen parameters, record) from a store directory."""
-    from pagbench.integrity import DamagedFile
+    from pagbench.plugin import DamagedFile
 
     from .networks import Autoencoder, Denoiser
 

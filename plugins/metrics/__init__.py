@@ -1,12 +1,12 @@
 """Built-in plugin: the PAG metrics, one file each, registered like a third-party package's.
 
-Each metric subclasses :class:`pagbench.metrics.Metric`: it declares its name, direction, what it
+Each metric subclasses :class:`pagbench.evaluation.metrics.Metric`: it declares its name, direction, what it
 reads from the batch context, its options (``manifold_robustness``: ``--epsilons`` and
 ``--headline-epsilon``; ``signal_distractor_ratio``: ``--noise-levels``) and its board columns.
 Heavy libraries (``lpips``) are imported on first use, never here.
 """
 
-from pagbench import hookimpl
+from pagbench.plugin import hookimpl
 
 
 @hookimpl

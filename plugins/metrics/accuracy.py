@@ -6,7 +6,7 @@ model has accuracy 0, not "unavailable"."""
 
 from __future__ import annotations
 
-from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
 
 
 class Accuracy(Metric):

@@ -16,9 +16,9 @@ import os
 import socket
 from pathlib import Path
 
-from pagbench.errors import MetricUnavailable
-from pagbench.paths import offline
-from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
+from pagbench.plugin import MetricUnavailable
+from pagbench.plugin import offline
+from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILE
@@ -32,8 +32,8 @@ ASSET = "alexnet"
 
 
 def backbone_asset():
-    """The backbone's :class:`pagbench.assets.AssetEntry` (declared by this plugin's ``register_assets``)."""
-    from pagbench.assets import AssetEntry
+    """The backbone's :class:`pagbench.files.assets.AssetEntry` (declared by this plugin's ``register_assets``)."""
+    from pagbench.plugin import AssetEntry
 
     return AssetEntry(name=ASSET, filename=ALEXNET_FILE, url=ALEXNET_URL, size=244_408_911, sha256=ALEXNET_SHA256_PREFIX,
                       licence="BSD-3-Clause (torchvision)", metrics=("lpips_alignment",),
@@ -42,8 +42,8 @@ def backbone_asset():
 
 def _asset():
     """The registered backbone asset (the test-only table applied), or this plugin's own declaration."""
-    from pagbench import assets
-    from pagbench.errors import UnknownNameError
+    from pagbench.plugin import assets
+    from pagbench.plugin import UnknownNameError
 
     try:
         return assets.get(ASSET)
@@ -62,7 +62,7 @@ def backbone_path() -> Path:
     explicit = os.environ.get("PAGBENCH_LPIPS_BACKBONE")
     if explicit:
         return Path(explicit)
-    from pagbench import assets
+    from pagbench.plugin import assets
 
     entry = _asset()
     path = assets.local_path(entry)
@@ -89,7 +89,7 @@ def _reachable() -> bool:
 def _fetch(url: str, path: Path) -> None:
     """Download the backbone asset to ``path`` with pagbench's asset downloader (resumable,
     hash-checked against the published prefix before it is moved into place)."""
-    from pagbench import assets
+    from pagbench.plugin import assets
 
     assets.download(_asset())
 
@@ -97,12 +97,12 @@ def _fetch(url: str, path: Path) -> None:
 def _try_download(path: Path) -> bool:
     """Fetch the backbone where the network allows; False when offline or unreachable. A
     download whose SHA-256 does not start with the pin is never kept and is refused (one line)."""
-    from pagbench.errors import PagbenchError
+    from pagbench.plugin import PagbenchError
 
     if offline() or not _reachable():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    from pagbench.assets import DownloadFailed
+    from pagbench.plugin import DownloadFailed
 
     try:
         _fetch(_asset().url or ALEXNET_URL, path)
@@ -120,8 +120,8 @@ def _try_download(path: Path) -> bool:
 def _check_pinned_backbone(path: Path) -> None:
     """Refuse (one-line :class:`~pagbench.errors.PagbenchError` naming the file, not "unavailable")
     a backbone file whose SHA-256 does not start with the 8 hex digits in its published name; the
-    digest is computed once per (size, mtime) (:func:`pagbench.pinned.file_digest`)."""
-    from pagbench.pinned import check_pinned
+    digest is computed once per (size, mtime) (:func:`pagbench.files.pinned.file_digest`)."""
+    from pagbench.plugin import check_pinned
 
     check_pinned(path, _pin(), what="LPIPS AlexNet backbone",
                  remedy=f"delete it and run `pagbench assets fetch {ASSET}` (or set PAGBENCH_LPIPS_BACKBONE)")
@@ -175,7 +175,7 @@ def backbone_record(random_backbone: bool = False) -> dict:
     """What the result records about the backbone: its path, SHA-256 and whether it matches the pin."""
     if random_backbone:
         return {"backbone": "random (test only)"}
-    from pagbench.pinned import file_digest, matches
+    from pagbench.plugin import file_digest, matches
 
     path = backbone_path()
     try:
@@ -183,7 +183,7 @@ def backbone_record(random_backbone: bool = False) -> dict:
     except OSError:
         return {"backbone": str(path)}
     record = {"backbone": str(path), "backbone_sha256": digest, "backbone_pinned": matches(digest, _pin())}
-    from pagbench import assets
+    from pagbench.plugin import assets
 
     if not user_supplied_backbone() and assets.overridden(_asset()):
         record["asset_table"] = f"TEST-ONLY override {assets.override_table_path()}"

@@ -14,7 +14,7 @@ too. Cost: one extra forward pass per grid point and direction, so the default g
 
 from __future__ import annotations
 
-from pagbench.metrics import BoardColumn, Metric, MetricOption, MetricContext, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricOption, MetricContext, MetricOutput
 
 
 def random_directions(basis, randomness):
@@ -38,8 +38,8 @@ def epsilon_grid(setup) -> list[float]:
 def headline_epsilon(setup) -> float:
     """The headline ε: the user's ``--headline-epsilon``, which must be a point of the grid (else a
     one-line error, never silently another ε), or the dataset's (its nearest grid point)."""
-    from pagbench.errors import PagbenchError
-    from pagbench.validation import in_grid
+    from pagbench.plugin import PagbenchError
+    from pagbench.plugin import in_grid
 
     grid = epsilon_grid(setup)
     requested = getattr(setup.options, "headline_epsilon", None)
@@ -112,7 +112,7 @@ class ManifoldRobustness(Metric):
         return MetricOutput(values, curves)
 
     def derived(self, per_image):
-        from pagbench.aggregate import summarize_ratio
+        from pagbench.plugin import summarize_ratio
 
         return {
             "manifold_robustness_off_on_ratio": summarize_ratio(

@@ -8,7 +8,7 @@ device (the evaluation device, or the CPU when the basis is too large for the de
 
 from __future__ import annotations
 
-from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
 
 
 class OnManifoldFraction(Metric):

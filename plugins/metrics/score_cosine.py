@@ -6,7 +6,7 @@ With ``--sigmas`` it also reports the curve over the σ grid (``curves.score_cos
 
 from __future__ import annotations
 
-from pagbench.metrics import BoardColumn, Metric, MetricContext, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
 
 
 def cosine(first, second):

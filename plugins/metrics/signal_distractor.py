@@ -11,8 +11,8 @@ that relies on the signal and ignores the distractor has a ratio well above 1.
 
 from __future__ import annotations
 
-from pagbench.errors import MetricUnavailable
-from pagbench.metrics import Metric, MetricOption, MetricContext, MetricOutput
+from pagbench.plugin import MetricUnavailable
+from pagbench.plugin import Metric, MetricOption, MetricContext, MetricOutput
 
 
 class SignalDistractorRatio(Metric):
@@ -71,6 +71,6 @@ class SignalDistractorRatio(Metric):
         return MetricOutput(values, curves)
 
     def derived(self, per_image):
-        from pagbench.aggregate import summarize_ratio
+        from pagbench.plugin import summarize_ratio
 
         return {self.name: summarize_ratio(per_image["signal_sensitivity"], per_image["distractor_sensitivity"])}

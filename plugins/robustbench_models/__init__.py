@@ -21,7 +21,7 @@ else, online, the single file downloaded from RobustBench's repository into ``MO
 the same and its card says that no information was found.
 """
 
-from pagbench import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, ModelFamily, hookimpl
 
 PREFIX = "robustbench:"
 DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
@@ -30,7 +30,7 @@ THREAT_MODELS = ("Linf", "L2", "corruptions")
 
 def _card(name: str) -> ModelCard:
     """A card from the name alone (the built model's card is more precise)."""
-    from pagbench.paths import cache_dir
+    from pagbench.plugin import cache_dir
 
     from .modelinfo import find
     from .spec import parse_name

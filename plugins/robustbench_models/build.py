@@ -5,7 +5,7 @@ What pagbench does, next to what RobustBench's ``robustbench.utils.load_model`` 
 * The network is RobustBench's own: ``model_zoo.model_dicts[dataset][threat_model][NAME]['model']()``.
 * The weights file is the one RobustBench would read (``MODEL_DIR/DATASET/THREAT/NAME.pt``, or
   ``NAME.pt_m0.pt``, ``…_m1.pt`` for ensembles), or ``--weights FILE``. It is read with
-  :func:`pagbench.checkpoints.read_checkpoint` (``torch.load(weights_only=True)``; code-running
+  :func:`pagbench.models.checkpoints.read_checkpoint` (``torch.load(weights_only=True)``; code-running
   files only with ``--trust-checkpoint``), never with RobustBench's loader.
 * Keys are handled as RobustBench handles them: a ``last`` entry (RobustBench's rule for
   checkpoints that keep the last and the best model), then a ``state_dict`` entry if there is
@@ -48,10 +48,10 @@ from pathlib import Path
 
 import torch
 
-from pagbench.checkpoints import read_checkpoint, sniff_format
-from pagbench.entries import ModelCard
-from pagbench.errors import PagbenchError
-from pagbench.models import BuiltModel, check_model_options, option_flag
+from pagbench.plugin import read_checkpoint, sniff_format
+from pagbench.plugin import ModelCard
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import BuiltModel, check_model_options, option_flag
 
 from . import DATASETS
 from . import modelinfo
@@ -63,7 +63,7 @@ INSTALL = "pip install 'pagbench[robustbench]' && pip install --no-deps robustbe
 NORMALIZATION_LEAVES = ("mu", "sigma", "mean", "std")
 
 
-from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
+from pagbench.plugin import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def _one_line(error: BaseException, limit: int = 160) -> str:
@@ -167,7 +167,7 @@ def _timm_name(spec: Spec) -> str:
 def _model_dir(options: dict) -> tuple[Path, str]:
     if options.get("model_dir"):
         return Path(str(options["model_dir"])).expanduser(), "--model-option model_dir"
-    from pagbench.paths import cache_dir
+    from pagbench.plugin import cache_dir
 
     return cache_dir() / "robustbench", "pagbench's cache (RobustBench's layout)"
 
@@ -193,7 +193,7 @@ def _download(utils, gdrive_id: str, path: Path, spec: Spec) -> None:
     except PagbenchError as error:
         partial.unlink(missing_ok=True)
         raise PagbenchError(f"the download of robustbench:{spec.key} (Google Drive id {gdrive_id}) is not a weights file ({error}); put RobustBench's file at {path} or pass --weights FILE") from error
-    from pagbench.paths import check_replaceable
+    from pagbench.plugin import check_replaceable
 
     try:
         check_replaceable(path)  # only a regular file (or nothing) is replaced

@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from urllib.parse import quote
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 RAW_URL = "https://raw.githubusercontent.com/RobustBench/robustbench/master/model_info/{dataset}/{threat_model}/{name}.json"
 TIMEOUT_S = 10
@@ -48,7 +48,7 @@ TEXT = (("paper", "name"), ("link", "link"), ("authors", "authors"), ("venue", "
 PLAIN = ("additional_data", "number_forward_passes", "unreliable")
 
 
-from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
+from pagbench.plugin import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def _number(text, where: str, field: str):
@@ -79,7 +79,7 @@ def convert(raw: dict, threat_model: str, where: str) -> dict:
                 raise PagbenchError(f"{where}: field {theirs!r} is {raw.get(theirs)!r}, not a percentage in 0..100")
             entry[ours] = round(value / 100, 6)
     if threat_model in ("Linf", "L2") and raw.get("eps") not in (None, ""):
-        from pagbench.validation import pixel_scale
+        from pagbench.plugin import pixel_scale
 
         entry["eps"] = pixel_scale(_number(raw["eps"], where, "eps"), f"{where}: field 'eps'", strict=False)
         entry["eps_text"] = str(raw["eps"])
@@ -143,7 +143,7 @@ def _fetch(url: str) -> bytes:
 def _download(spec, target: Path) -> dict | None:
     """The model's file from RobustBench's repository, saved at ``target``; None (with a warning)
     when that fails."""
-    from pagbench.paths import write_atomic
+    from pagbench.plugin import write_atomic
 
     url = RAW_URL.format(dataset=quote(spec.dataset), threat_model=quote(spec.threat_model), name=quote(spec.model))
     try:

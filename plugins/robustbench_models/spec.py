@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 from . import DATASETS, PREFIX, THREAT_MODELS
 

@@ -35,7 +35,7 @@ The library itself is optional (``pip install robustness``, see README) and impo
 such a model is built, never at plugin import.
 """
 
-from pagbench import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, ModelFamily, hookimpl
 
 PREFIX = "robustness:"
 

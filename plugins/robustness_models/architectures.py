@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 #: Library dataset name → (class count, mean, std, architecture family), as in robustness.datasets.
 DATASETS = {

@@ -3,7 +3,7 @@
 What the model computes is what the library's ``AttackerModel(model, dataset)(x)[0]`` computes:
 ``x`` clamped to [0,1] (``InputNormalize``), normalised with the checkpoint's ``new_mean`` /
 ``new_std``, then the network. pagbench builds it as a
-:class:`pagbench.wrappers.ImageClassifier` (normalisation at ``.normalize``, clamp on, network at
+:class:`pagbench.models.wrappers.ImageClassifier` (normalisation at ``.normalize``, clamp on, network at
 ``.network``) around the library's own architecture class, or around pagbench's state-dict
 compatible re-implementation when the library does not import.
 """
@@ -17,20 +17,10 @@ from typing import Mapping
 
 import torch
 
-from pagbench.checkpoints import (
-    CLAMP_DROPPED,
-    CLAMP_KEPT,
-    FitReport,
-    InertObject,
-    fit_checkpoint,
-    is_robustness_layout,
-    read_checkpoint,
-    split_robustness_layout,
-    unwrap,
-)
-from pagbench.entries import ModelCard
-from pagbench.errors import PagbenchError
-from pagbench.models import BuiltModel, check_model_options, option_flag, with_normalization
+from pagbench.plugin import CLAMP_DROPPED, CLAMP_KEPT, FitReport, InertObject, fit_checkpoint, is_robustness_layout, read_checkpoint, split_robustness_layout, unwrap
+from pagbench.plugin import ModelCard
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import BuiltModel, check_model_options, option_flag, with_normalization
 
 from . import PREFIX
 from .architectures import DATASETS, build_network, canonical_arch, family_of, resnet_from_keys
@@ -115,7 +105,7 @@ def _regime(args: dict, where: str):
     A stored ``eps`` that is not a finite number ≥ 0 (``"8/0"``, ``1e999``, NaN, ``"abc"``) is a
     one-line :class:`PagbenchError` naming the file ``where``, before anything is evaluated (the
     same check as ``--model-option card.strength``); an absent ``eps`` leaves the strength unset."""
-    from pagbench.validation import card_strength
+    from pagbench.plugin import card_strength
 
     if "adv_train" not in args:
         return "unspecified", None

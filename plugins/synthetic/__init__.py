@@ -4,7 +4,7 @@ score and manifold providers, and the Bayes-optimal classifier ``bayes``.
 See :mod:`.generator` for the distribution. Everything is generated in memory from a seed.
 """
 
-from pagbench import DatasetEntry, ManifoldProviderEntry, ModelCard, ModelEntry, ScoreProviderEntry, hookimpl
+from pagbench.plugin import DatasetEntry, ManifoldProviderEntry, ModelCard, ModelEntry, ScoreProviderEntry, hookimpl
 
 from .settings import DEFAULT_CONFIG, TEST_SIZE, TRAIN_SIZE
 
@@ -69,7 +69,7 @@ def _dataset(data_root):
 
 
 def _distribution_of(dataset):
-    from pagbench.errors import MetricUnavailable
+    from pagbench.plugin import MetricUnavailable
 
     distribution = getattr(dataset, "distribution", None)
     if distribution is None:
@@ -90,7 +90,7 @@ def _analytic_manifold(dataset, options):
 
 
 def _bayes_model(name, dataset, device):
-    from pagbench.errors import PagbenchError
+    from pagbench.plugin import PagbenchError
 
     from .providers import BayesClassifier
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pagbench.data import Dataset, TensorSplit
+from pagbench.plugin import Dataset, TensorSplit
 
 from .generator import SyntheticDistribution
 from .settings import DEFAULT_CONFIG, TEST_SEED, TEST_SIZE, TRAIN_SEED, TRAIN_SIZE
 
 
 class SyntheticDataset(Dataset):
-    """A :class:`pagbench.data.Dataset` that also exposes its exact ``distribution``."""
+    """A :class:`pagbench.evaluation.data.Dataset` that also exposes its exact ``distribution``."""
 
     distribution: SyntheticDistribution
 

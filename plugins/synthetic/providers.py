@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from pagbench.manifold import ManifoldProvider
-from pagbench.fingerprint import fingerprint
-from pagbench.scores import ScoreProvider
+from pagbench.plugin import ManifoldProvider
+from pagbench.plugin import fingerprint
+from pagbench.plugin import ScoreProvider
 
 from .generator import SyntheticDistribution
 

@@ -8,7 +8,7 @@ inside the wrapper: images are resized and normalised in the model, so gradients
 dataset's [0,1] pixels. timm is imported only when such a model is built.
 """
 
-from pagbench import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, ModelFamily, hookimpl
 
 PREFIX = "timm:"
 

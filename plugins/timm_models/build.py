@@ -9,7 +9,7 @@ untrained head of the dataset's size on it (seeded), and the card records
 Creation arguments: every model option that is not one of pagbench's own (:data:`MODEL_OPTIONS`)
 is a keyword argument of ``timm.create_model`` (``--model-option img_size=32``, ``in_chans=1``,
 ``drop_path_rate=0.1``, ``global_pool=avg``); values are parsed by
-:func:`pagbench.wrappers.option_value` (bool / None / int / float / ``32x48`` tuple / string). A
+:func:`pagbench.models.wrappers.option_value` (bool / None / int / float / ``32x48`` tuple / string). A
 keyword the model's constructor rejects is a one-line error. They are recorded in the card
 (``provenance.create_kwargs``).
 
@@ -26,7 +26,7 @@ holds a ViT-style ``pos_embed`` with a square patch grid, the network is built a
 weights were trained at (grid × patch size), so nothing needs resampling.
 
 Input size (what the images are resized to, inside the model, see
-:class:`pagbench.wrappers.ImageClassifier`):
+:class:`pagbench.models.wrappers.ImageClassifier`):
 
 * ``--model-option input_size=N|HxW``: resized exactly to that size; ``input_size=native``: the
   dataset's size, unchanged.
@@ -54,11 +54,11 @@ from urllib.parse import urlparse
 
 import torch
 
-from pagbench.checkpoints import fit_checkpoint, read_checkpoint, unwrap
-from pagbench.entries import ModelCard
-from pagbench.errors import PagbenchError
-from pagbench.models import BuiltModel, describe_options, option_flag
-from pagbench.wrappers import ImageClassifier, accepts_size, input_size_option as _input_size, option_value
+from pagbench.plugin import fit_checkpoint, read_checkpoint, unwrap
+from pagbench.plugin import ModelCard
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import BuiltModel, describe_options, option_flag
+from pagbench.plugin import ImageClassifier, accepts_size, input_size_option as _input_size, model_option_value as option_value
 
 from . import PREFIX
 
@@ -81,7 +81,7 @@ _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 _TRANSFORMS = {"none": None, "timm-eval": "timm-eval", "eval": "timm-eval"}
 
 
-from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
+from pagbench.plugin import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def resolve(name: str):

@@ -9,23 +9,23 @@ Weights:
 * weights enum (the default): the file ``<torch hub dir>/checkpoints/<basename of the enum's
   url>`` (``torch.hub.get_dir()``, i.e. ``$TORCH_HOME/hub``), downloaded there when missing and
   online (torch's hash-prefix check), never under ``PAGBENCH_OFFLINE=1`` (the error names the
-  file). It is read with :func:`pagbench.checkpoints.read_checkpoint` (``weights_only=True``) and
+  file). It is read with :func:`pagbench.models.checkpoints.read_checkpoint` (``weights_only=True``) and
   handed to torchvision's own builder (``get_model(NAME, weights=ENUM)``), so the builder's
   weight-dependent settings (e.g. inception's ``transform_input``) and key fixes apply.
 * ``--weights FILE``: read safely, loaded strictly into ``get_model(NAME, weights=None)`` with
-  :func:`pagbench.checkpoints.fit_checkpoint` (wrapper keys, ``module.`` / ``model.`` /
+  :func:`pagbench.models.checkpoints.fit_checkpoint` (wrapper keys, ``module.`` / ``model.`` /
   ``_orig_mod.`` prefixes, normalisation buffers stored in the file; ``--model-option
   mean=…,std=…`` overrides). ``checkpoint:PATH --arch torchvision:NAME`` is the same load.
 * ``--model-option pretrained=false``: random weights (seed 0).
 
 Any other model option is a keyword argument of torchvision's builder (``dropout=0.2``,
-``image_size=64``, ``aux_logits=false``), parsed by :func:`pagbench.wrappers.option_value`.
+``image_size=64``, ``aux_logits=false``), parsed by :func:`pagbench.models.wrappers.option_value`.
 
 Class counts: weights with another class count than the dataset are refused, naming both, unless
 ``--replace-head``: a fresh seeded head (the last ``Linear`` / 1x1 ``Conv2d`` producing the
 weights' classes) of the dataset's size; the card says ``requires_finetuning``.
 
-Input (inside the model, :class:`pagbench.wrappers.ImageClassifier`): normalised with the
+Input (inside the model, :class:`pagbench.models.wrappers.ImageClassifier`): normalised with the
 weights' ``transforms()`` mean/std (ImageNet's by default; for ``--weights`` the tag's, else the
 ``DEFAULT`` enum's transforms, else ImageNet's); grey repeated to RGB. Spatially:
 ``input_size=N|HxW`` resizes exactly, ``input_size=native`` feeds the dataset's size;
@@ -49,11 +49,11 @@ from urllib.parse import urlparse
 
 import torch
 
-from pagbench.checkpoints import FitReport, fit_checkpoint, read_checkpoint, unwrap
-from pagbench.entries import ModelCard
-from pagbench.errors import PagbenchError
-from pagbench.models import BuiltModel, describe_options, option_flag
-from pagbench.wrappers import ImageClassifier, accepts_size, input_size_option as _input_size, option_value
+from pagbench.plugin import FitReport, fit_checkpoint, read_checkpoint, unwrap
+from pagbench.plugin import ModelCard
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import BuiltModel, describe_options, option_flag
+from pagbench.plugin import ImageClassifier, accepts_size, input_size_option as _input_size, model_option_value as option_value
 
 from . import PREFIX
 
@@ -69,7 +69,7 @@ IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "crop_s
 _TRANSFORMS = {"none": None, "eval": "eval", "torchvision-eval": "eval"}
 
 
-from pagbench.paths import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
+from pagbench.plugin import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
 
 
 def _one_line(error: BaseException, limit: int = 160) -> str:

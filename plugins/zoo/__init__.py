@@ -5,7 +5,7 @@ resolve to a :class:`~pagbench_plugins.zoo.training.TrainingRecipe`; stored weig
 trained first (with progress) and kept in the model store.
 """
 
-from pagbench import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, ModelFamily, hookimpl
 
 from .recipes import PREFIX, parse_name, recipe_for
 

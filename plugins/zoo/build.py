@@ -6,7 +6,7 @@ import os
 import sys
 from contextlib import nullcontext
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 from .training import TrainingRecipe, is_trained, load_trained, train
 
 from .recipes import NORMALIZATION, parse_name, recipe_for
@@ -25,7 +25,7 @@ def architecture(recipe: TrainingRecipe, dataset):
 def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress: bool = True, options=None):
     """Train ``recipe`` (resuming if interrupted) with its registered regime; returns (model, record).
     ``options``: :class:`.training.TrainingOptions` (how to execute it; default: today's)."""
-    from pagbench.registry import trainers
+    from pagbench.plugin import trainers
 
     regime = trainers().get(recipe.regime)
     with store_lock(recipe):
@@ -42,9 +42,9 @@ def train_recipe(recipe: TrainingRecipe, dataset, device: str = "cpu", progress:
 
 
 def store_lock(recipe: TrainingRecipe):
-    """The model store's lock of ``recipe`` (:func:`pagbench.store.model_lock`), saying on stderr
+    """The model store's lock of ``recipe`` (:func:`pagbench.models.store.model_lock`), saying on stderr
     when it waits; under torchrun only rank 0 takes it (the other ranks follow rank 0)."""
-    from pagbench.store import model_lock
+    from pagbench.plugin import model_lock
 
     if int(os.environ.get("RANK", "0")) != 0:
         return nullcontext()
@@ -56,7 +56,7 @@ def obtain(recipe: TrainingRecipe, dataset, device="cpu", progress: bool = True,
     """The stored model of ``recipe``, training it first if the store lacks it. Training is
     under the store's lock, so processes that need the same model at once train it once: the
     others wait, then load it."""
-    from pagbench.integrity import DamagedFile, warn_damaged
+    from pagbench.plugin import DamagedFile, warn_damaged
 
     with nullcontext() if is_trained(recipe) else store_lock(recipe):
         if is_trained(recipe):
@@ -78,7 +78,7 @@ RECIPE_OPTIONS = ("preset", "epochs", "amp")
 
 def recipe_of(name: str, options: dict | None = None) -> TrainingRecipe:
     """The recipe a zoo ``name`` stands for, under the model options ``options``."""
-    from pagbench.models import describe_options
+    from pagbench.plugin import describe_options
 
     options = dict(options or {})
     unknown = {key: value for key, value in options.items() if key not in RECIPE_OPTIONS}
@@ -102,7 +102,7 @@ def zoo_model(name: str, dataset, device, options: dict | None = None):
     dataset_name, regime, _, _ = parse_name(name)
     if dataset_name != dataset.name:
         raise PagbenchError(f"model {name!r} was trained on {dataset_name!r}, not on {dataset.name!r}")
-    from pagbench.registry import trainers
+    from pagbench.plugin import trainers
 
     trainers().get(regime)  # unknown regime → one-line error with close matches
     recipe = recipe_of(name, options)
@@ -112,7 +112,7 @@ def zoo_model(name: str, dataset, device, options: dict | None = None):
         return model
     from dataclasses import replace
 
-    from pagbench.models import BuiltModel
+    from pagbench.plugin import BuiltModel
 
     from . import _card
 

@@ -48,8 +48,8 @@ def add_commands(cli: click.Group) -> None:
     def train_command(dataset, regime, strength, epochs, lr, batch_size, width, seed, device, data_root, no_progress,
                       device_data, channels_last, amp, compile_model, deterministic):
         """Train a ResNet18 with a regime; weights and recipe go to the model store."""
-        from pagbench.errors import PagbenchError
-        from pagbench.registry import datasets, trainers
+        from pagbench.plugin import PagbenchError
+        from pagbench.plugin import datasets, trainers
 
         if not strength >= 0:
             raise PagbenchError(f"--strength must be >= 0, got {strength}")
@@ -107,9 +107,9 @@ def add_commands(cli: click.Group) -> None:
         """Sweep a regime's strength: train or reuse, evaluate, plot the three regimes."""
         from pathlib import Path
 
-        from pagbench.console import parse_floats
-        from pagbench.errors import PagbenchError
-        from pagbench.registry import datasets, trainers
+        from pagbench.plugin import parse_floats
+        from pagbench.plugin import PagbenchError
+        from pagbench.plugin import datasets, trainers
 
         from .recipes import recipe_for
         from .launchers import SubmititSettings, SweepJob, check_launcher
@@ -138,9 +138,9 @@ def add_commands(cli: click.Group) -> None:
         evaluation = dict(num_images=num_images, batch_size=batch_size, robustness_epsilons=parse_floats(epsilons, "--epsilons"))
         if sigmas is not None:
             evaluation["sigmas"] = parse_floats(sigmas, "--sigmas")
-        from pagbench.options import EvaluationOptions
-        from pagbench.paths import check_writable_file
-        from pagbench.validation import check_folder
+        from pagbench.plugin import EvaluationOptions
+        from pagbench.plugin import check_writable_file
+        from pagbench.plugin import check_folder
 
         EvaluationOptions(model="-", dataset=dataset, **evaluation).validate()  # the device is the jobs' to check
         if not emit_jobs and not no_report and max(chosen) <= 0:
@@ -204,8 +204,8 @@ def add_commands(cli: click.Group) -> None:
         """List registered training regimes."""
         from rich.table import Table
 
-        from pagbench.console import console
-        from pagbench.registry import trainers
+        from pagbench.plugin import console
+        from pagbench.plugin import trainers
 
         table = Table(title="training regimes")
         for column in ("name", "strength", "default sweep", "description"):

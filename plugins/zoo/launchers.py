@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 
 LAUNCHERS = ("local", "submitit")
 CLUSTERS = ("auto", "slurm", "local", "debug")
@@ -103,7 +103,7 @@ def closest_names_hint(name: str, known) -> str:
 
 
 def _check_local_device(device: str) -> None:
-    from pagbench.validation import check_device
+    from pagbench.plugin import check_device
 
     check_device(str(device))
 
@@ -144,7 +144,7 @@ class SweepJob:
         return model_name(self.dataset, self.regime, self.strength, self.seed)
 
     def __call__(self) -> str:
-        from pagbench.registry import datasets
+        from pagbench.plugin import datasets
 
         from .sweep import result_path, run
         from .training import TrainingOptions
@@ -320,7 +320,7 @@ def entry(job: SweepJob, handle, state: str = "submitted", error: str | None = N
 
 
 def write_manifest(output_dir: Path, entries: list[dict]) -> None:
-    from pagbench.paths import write_atomic
+    from pagbench.plugin import write_atomic
 
     text = json.dumps({"jobs": entries}, indent=1) + "\n"
     write_atomic(Path(output_dir) / MANIFEST, lambda stream: stream.write(text.encode()))

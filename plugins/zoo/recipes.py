@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from pagbench.errors import PagbenchError
+from pagbench.plugin import PagbenchError
 from .training import TrainingRecipe
 
 PREFIX = "resnet18-"
@@ -105,7 +105,7 @@ def model_name(dataset: str, regime: str, strength: float, seed: int = 0) -> str
 
 def dataset_version(name: str) -> str:
     """The registered dataset's ``version`` ("" for an unknown or unversioned dataset)."""
-    from pagbench.registry import datasets
+    from pagbench.plugin import datasets
 
     registry = datasets()
     return registry.get(name).version if name in registry else ""

@@ -53,7 +53,7 @@ def _metric(result: dict, name: str) -> tuple[float | None, float]:
 
 def _group(result: dict) -> str:
     """Dataset, architecture and evaluation configuration (the entry key without the model)."""
-    from pagbench.leaderboard import entry_key
+    from pagbench.plugin import entry_key
 
     key = entry_key(result)
     key.pop("model")
@@ -173,8 +173,8 @@ references (`-`).
 
 
 def board_column():
-    """The leaderboard's ``regime label`` column (:class:`pagbench.entries.EntryColumn`)."""
-    from pagbench.entries import EntryColumn
+    """The leaderboard's ``regime label`` column (:class:`pagbench.extensions.records.EntryColumn`)."""
+    from pagbench.plugin import EntryColumn
 
     return EntryColumn(
         name="regime label",

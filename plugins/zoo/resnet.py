@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pagbench.models import normalize_module
+from pagbench.plugin import normalize_module
 
 
 class BasicBlock(nn.Module):

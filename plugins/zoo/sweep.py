@@ -13,8 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from pagbench.errors import PagbenchError
-from pagbench.paths import write_atomic
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import write_atomic
 
 from .recipes import GRIDS, model_name, recipe_for
 
@@ -28,7 +28,7 @@ def strengths_for(regime: str, preset: str, strengths: tuple[float, ...] | None)
         strengths = grid
     if not strengths:
         raise PagbenchError("the strength grid is empty")
-    from pagbench.validation import card_strength
+    from pagbench.plugin import card_strength
 
     for value in strengths:
         card_strength(value, "strengths")  # finite and >= 0, as a model card's strength
@@ -47,9 +47,9 @@ def run(dataset, regime: str, strengths: list[float], seeds: range, preset: str,
 
     The recipe reaches the zoo's factory as model options (``preset``, ``epochs``), so each
     result's model card names the recipe and its ``provenance["training_recipe"]``."""
-    from pagbench.options import EvaluationOptions
-    from pagbench.results import write_result
-    from pagbench.runner import evaluate_many
+    from pagbench.plugin import EvaluationOptions
+    from pagbench.plugin import write_result
+    from pagbench.plugin import evaluate_many
 
     from .build import obtain
 
@@ -67,7 +67,7 @@ def run(dataset, regime: str, strengths: list[float], seeds: range, preset: str,
 
 
 def load_results(output_dir: Path) -> list[dict]:
-    from pagbench.results import load_result
+    from pagbench.plugin import load_result
 
     paths = sorted(Path(output_dir).glob("*.json"))
     if not paths:

@@ -3,7 +3,7 @@ a markdown table and a regime label per strength.
 
 Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands and
 the table's seed intervals: mean [min, max] over training seeds beside the mean over-images
-standard error, :func:`pagbench.board.seed_interval`). Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
+standard error, :func:`pagbench.leaderboard.render.seed_interval`). Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
 (:mod:`pagbench_plugins.zoo.regime_labels`), applied to the seed means.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pagbench.board import interval_text, seed_interval
-from pagbench.errors import PagbenchError
+from pagbench.plugin import interval_text, seed_interval
+from pagbench.plugin import PagbenchError
 
 METRICS = (
     "accuracy",
@@ -187,7 +187,7 @@ def render_seed_intervals(rows: list[SweepRow]) -> str:
 
 
 def _interval(row: SweepRow, name: str) -> str:
-    from pagbench.board import SeedInterval
+    from pagbench.plugin import SeedInterval
 
     return interval_text(SeedInterval(row.mean.get(name), row.low.get(name), row.high.get(name), row.stderr.get(name),
                                       len(row.seeds) if row.mean.get(name) is not None else 0))
@@ -203,7 +203,7 @@ def plot(dataset: str, regime: str, rows: list[SweepRow], path: str | Path, head
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pagbench.paths import write_atomic
+    from pagbench.plugin import write_atomic
 
     positive = [row.strength for row in rows if row.strength > 0]
     if not positive:

@@ -2,7 +2,7 @@
 
 A :class:`TrainingRecipe` fixes everything that determines the weights (dataset, regime,
 strength, architecture, width, optimiser schedule, seed). Weights and the recipe live in the
-core's model store (:mod:`pagbench.store`: ``<cache dir>/models/<recipe id>/`` with
+core's model store (:mod:`pagbench.models.store`: ``<cache dir>/models/<recipe id>/`` with
 ``weights.pt`` and ``recipe.json``); a checkpoint after every epoch lets an interrupted run
 resume from the last finished epoch.
 
@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from pagbench.errors import PagbenchError
-from pagbench.fingerprint import fingerprint
-from pagbench.store import is_stored, load_record, load_tensors, load_weights, model_dir, save_model, save_tensors
-from pagbench.version import __version__
+from pagbench.plugin import PagbenchError
+from pagbench.plugin import fingerprint
+from pagbench.plugin import is_stored, load_record, load_tensors, load_weights, model_dir, save_model, save_tensors
+from pagbench.plugin import __version__
 
 RECORD = "recipe.json"
 
@@ -219,7 +219,7 @@ class _ResidentSplit:
 def resident_split(split, device):
     """A :class:`_ResidentSplit` of ``split`` when it is held in memory (a ``TensorSplit`` or a
     ``Uint8Split``), else None (file-backed splits stream their batches)."""
-    from pagbench.data import TensorSplit
+    from pagbench.plugin import TensorSplit
 
     from pagbench_plugins.datasets.splits import Uint8Split
 
@@ -338,9 +338,9 @@ def train(
     """
     import torch
 
-    from pagbench.models import resolve_device
-    from pagbench.progress import progress_bar
-    from pagbench.validation import check_cache_dir, check_device
+    from pagbench.plugin import resolve_device
+    from pagbench.plugin import progress_bar
+    from pagbench.plugin import check_cache_dir, check_device
 
     options = options or TrainingOptions()
     recipe.validate()
@@ -378,7 +378,7 @@ def train(
     start_epoch, history = 0, []
     checkpoint_path = directory / "checkpoint.pt"
     if checkpoint_path.exists():
-        from pagbench.integrity import DamagedFile, warn_damaged
+        from pagbench.plugin import DamagedFile, warn_damaged
 
         try:
             state = load_tensors(checkpoint_path, map_location=device)
@@ -501,7 +501,7 @@ def evaluate_accuracy(model, split, device, batch_size: int = 500, limit: int | 
 
 def load_trained(recipe: TrainingRecipe, build_model: Callable[[], "object"], device="cpu"):
     """The stored model of ``recipe`` (weights_only loading, digest and CRCs checked first) and its
-    record; :class:`~pagbench.integrity.DamagedFile` when either file is damaged."""
+    record; :class:`~pagbench.files.integrity.DamagedFile` when either file is damaged."""
     directory = recipe_dir(recipe)
     model = build_model()
     load_weights(directory, model)

@@ -2,15 +2,7 @@
 
 import click
 
-from pagbench import (
-    DatasetEntry,
-    ManifoldProviderEntry,
-    ModelCard,
-    ModelEntry,
-    ScoreProviderEntry,
-    TrainerEntry,
-    hookimpl,
-)
+from pagbench.plugin import DatasetEntry, ManifoldProviderEntry, ModelCard, ModelEntry, ScoreProviderEntry, TrainerEntry, hookimpl
 
 
 @hookimpl

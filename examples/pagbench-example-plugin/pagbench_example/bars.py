@@ -2,7 +2,7 @@
 
 import torch
 
-from pagbench.data import Dataset, TensorSplit
+from pagbench.plugin import Dataset, TensorSplit
 
 
 def _bars(count, seed):

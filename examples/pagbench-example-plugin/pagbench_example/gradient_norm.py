@@ -5,7 +5,7 @@ of the norm, default 2), which joins the leaderboard entry key through the setti
 and one board column (``‖∇x‖_p``) — no change to pagbench is needed for either.
 """
 
-from pagbench.metrics import BoardColumn, Metric, MetricOption, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricOption, MetricOutput
 
 
 class GradientNorm(Metric):
@@ -21,7 +21,7 @@ class GradientNorm(Metric):
         return float(self.option(options, "gradient_norm_order"))
 
     def check_available(self, setup) -> None:
-        from pagbench.errors import PagbenchError
+        from pagbench.plugin import PagbenchError
 
         if not self._order(setup.options) >= 1:
             raise PagbenchError(f"--gradient-norm-order must be >= 1, got {self._order(setup.options)}")

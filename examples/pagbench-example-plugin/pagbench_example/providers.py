@@ -2,8 +2,8 @@
 
 import torch
 
-from pagbench.manifold import ManifoldProvider
-from pagbench.scores import ScoreProvider
+from pagbench.plugin import ManifoldProvider
+from pagbench.plugin import ScoreProvider
 
 
 def _train_images(dataset, limit=2000):
