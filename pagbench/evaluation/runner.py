@@ -289,6 +289,50 @@ def _on_device(tensor, device):
     return tensor.to(device)
 
 
+def _count_degenerate(gradient, logits, degenerate: dict):
+    """Add this batch's zero and non-finite gradients and non-finite outputs to ``degenerate``;
+    returns the (B,) mask of images whose gradient the gradient metrics may use."""
+    import torch
+
+    flat = gradient.reshape(gradient.shape[0], -1)
+    finite = torch.isfinite(flat).all(1)
+    nonzero = flat.abs().amax(1) > 0
+    logits_finite = torch.isfinite(logits).all(1)
+    degenerate["nonfinite_logits"] += int((~logits_finite).sum())
+    degenerate["nonfinite_gradient"] += int((~finite & logits_finite).sum())
+    degenerate["zero_gradient"] += int((finite & ~nonzero).sum())
+    return finite & nonzero & logits_finite
+
+
+def _batch_geometry(setup: EvaluationSetup, cache: GeometryCache, batch, batch_indices, needs_score: bool, needs_tangent: bool):
+    """(score at the headline σ, scores at each σ of ``--sigmas`` or None, tangent basis or None) of
+    one image batch, from ``cache`` (computed once per batch, whatever the model), on the setup's device."""
+    options, device = setup.options, setup.device
+    score = tangent = sigma_scores = None
+    batch_key = dict(dataset=setup.dataset.fingerprint, split=options.split,
+                     indices=hashlib.sha256(str(batch_indices).encode()).hexdigest())
+    if needs_score:
+        provider = setup.score_provider
+
+        def score_at(sigma):
+            key = cache.key(kind="score", provider=provider.fingerprint, sigma=sigma, score=setup.score_kind, **batch_key)
+            value = cache.get_or_compute(
+                key, lambda: provider.scores(batch.images, batch.labels, sigma, setup.score_kind), disk=provider.disk_cache
+            )
+            return _on_device(value, device)
+
+        score = score_at(setup.sigma)
+        if setup.sigmas:
+            sigma_scores = [score if sigma == setup.sigma else score_at(sigma) for sigma in setup.sigmas]
+    if needs_tangent:
+        provider = setup.manifold_provider
+        key = cache.key(kind="tangent", provider=provider.fingerprint, **batch_key)
+        tangent = _on_device(cache.get_or_compute(
+            key, lambda: provider.tangent_basis(batch.images, batch.labels), disk=provider.disk_cache, storage="float32"
+        ), device)
+    return score, sigma_scores, tangent
+
+
 def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timing: dict | None = None,
                  degenerate: dict | None = None, needs_score: bool = True, needs_tangent: bool = False,
                  needs_mask: bool = False):
@@ -336,38 +380,10 @@ def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timin
             gradient = setup.attribution.attribute(target).double()
         timing["model_seconds"] += time.perf_counter() - tick
 
-        flat = gradient.reshape(gradient.shape[0], -1)
-        finite = torch.isfinite(flat).all(1)
-        nonzero = flat.abs().amax(1) > 0
-        logits_finite = torch.isfinite(logits).all(1)
-        degenerate["nonfinite_logits"] += int((~logits_finite).sum())
-        degenerate["nonfinite_gradient"] += int((~finite & logits_finite).sum())
-        degenerate["zero_gradient"] += int((finite & ~nonzero).sum())
-        gradient_ok = finite & nonzero & logits_finite
+        gradient_ok = _count_degenerate(gradient, logits, degenerate)
 
         tick = time.perf_counter()
-        score = tangent = sigma_scores = None
-        batch_key = dict(dataset=dataset.fingerprint, split=options.split,
-                         indices=hashlib.sha256(str(batch_indices).encode()).hexdigest())
-        if needs_score:
-            provider = setup.score_provider
-
-            def score_at(sigma):
-                key = cache.key(kind="score", provider=provider.fingerprint, sigma=sigma, score=setup.score_kind, **batch_key)
-                value = cache.get_or_compute(
-                    key, lambda: provider.scores(batch.images, batch.labels, sigma, setup.score_kind), disk=provider.disk_cache
-                )
-                return _on_device(value, device)
-
-            score = score_at(setup.sigma)
-            if setup.sigmas:
-                sigma_scores = [score if sigma == setup.sigma else score_at(sigma) for sigma in setup.sigmas]
-        if needs_tangent:
-            provider = setup.manifold_provider
-            key = cache.key(kind="tangent", provider=provider.fingerprint, **batch_key)
-            tangent = _on_device(cache.get_or_compute(
-                key, lambda: provider.tangent_basis(batch.images, batch.labels), disk=provider.disk_cache, storage="float32"
-            ), device)
+        score, sigma_scores, tangent = _batch_geometry(setup, cache, batch, batch_indices, needs_score, needs_tangent)
         timing["geometry_seconds"] += time.perf_counter() - tick
         yield MetricContext(
             images=images,
@@ -385,6 +401,50 @@ def iter_batches(setup: EvaluationSetup, indices, *, cache: GeometryCache, timin
             tangent_basis=tangent,
             signal_mask=batch.signal_mask if needs_mask else None,
         )
+
+
+def _summaries(setup: EvaluationSetup, per_image: dict, curves: dict, degenerate: dict) -> tuple[dict, dict, dict]:
+    """(metrics, curves, metric settings) of a result from the per-image values (name → (N,)) and
+    curve values (name → (N, G)) of every batch: mean ± standard error over the images that were not
+    excluded; a metric with n = 0 carries the reason."""
+    from pagbench.evaluation.aggregate import no_value_reason
+
+    metrics_out: dict[str, dict] = {}
+    curves_out: dict[str, dict] = {}
+    settings: dict[str, dict] = {}
+    for metric in setup.metrics:
+        for name, direction in metric.outputs.items():
+            if name in per_image:
+                metrics_out[name] = {**summarize(per_image[name]).as_dict(), "higher_is_better": direction}
+        derived_directions = metric.derived_outputs()
+        for name, summary in metric.derived(per_image).items():
+            metrics_out[name] = {**summary.as_dict(), "higher_is_better": derived_directions.get(name)}
+        for name, grid in metric.curve_grid(setup).items():
+            if name in curves:
+                columns = [summarize(curves[name][:, j]) for j in range(curves[name].shape[1])]
+                curves_out[name] = {"x": grid, "mean": [c.value for c in columns], "stderr": [c.stderr for c in columns],
+                                    "n": [c.n for c in columns]}
+        description = metric.describe(setup)
+        if description:
+            settings[metric.name] = description
+    for record in metrics_out.values():  # n = 0 is reported as such, with the reason
+        if record.get("n") == 0 and record.get("value") is None:
+            record["reason"] = no_value_reason(degenerate, setup.options.num_images, int(record.get("excluded") or 0))
+    return metrics_out, curves_out, settings
+
+
+def _run_messages(setup: EvaluationSetup, degenerate: dict) -> list[str]:
+    """The result's messages (an untrained head, degenerate images); degenerate images also warn."""
+    messages = []
+    if setup.model.card.requires_finetuning:
+        messages.append("the model's classifier head is untrained (--replace-head): it requires fine-tuning before its numbers mean much")
+    bad, total = sum(degenerate.values()), setup.options.num_images
+    if bad:
+        message = (f"{bad} of {total} images had degenerate gradients or outputs ({degenerate}); excluded from "
+                   f"gradient metrics" + ("; non-finite outputs count as wrong for accuracy" if degenerate["nonfinite_logits"] else ""))
+        messages.append(message)
+        warnings.warn(message, DegenerateImagesWarning, stacklevel=3)
+    return messages
 
 
 def evaluate(
@@ -444,45 +504,9 @@ def evaluate(
             advance(len(context.labels))
 
     per_image_tensors = {name: torch.cat([part.double().cpu() for part in parts]) for name, parts in per_image_values.items()}
-    curves = {name: [torch.cat([part.double().cpu() for part in parts])] for name, parts in curves.items()}
-    metrics_out: dict[str, dict] = {}
-    curves_out: dict[str, dict] = {}
-    settings: dict[str, dict] = {}
-    for metric in setup.metrics:
-        for name, direction in metric.outputs.items():
-            if name in per_image_tensors:
-                metrics_out[name] = {**summarize(per_image_tensors[name]).as_dict(), "higher_is_better": direction}
-        derived_directions = metric.derived_outputs()
-        for name, summary in metric.derived(per_image_tensors).items():
-            metrics_out[name] = {**summary.as_dict(), "higher_is_better": derived_directions.get(name)}
-        for name, grid in metric.curve_grid(setup).items():
-            if name in curves:
-                stacked = torch.cat(curves[name])
-                columns = [summarize(stacked[:, j]) for j in range(stacked.shape[1])]
-                curves_out[name] = {
-                    "x": grid,
-                    "mean": [c.value for c in columns],
-                    "stderr": [c.stderr for c in columns],
-                    "n": [c.n for c in columns],
-                }
-        description = metric.describe(setup)
-        if description:
-            settings[metric.name] = description
-
-    from pagbench.evaluation.aggregate import no_value_reason
-
-    for record in metrics_out.values():  # n = 0 is reported as such, with the reason
-        if record.get("n") == 0 and record.get("value") is None:
-            record["reason"] = no_value_reason(degenerate, options.num_images, int(record.get("excluded") or 0))
-    messages = []
-    if setup.model.card.requires_finetuning:
-        messages.append("the model's classifier head is untrained (--replace-head): it requires fine-tuning before its numbers mean much")
-    bad = sum(degenerate.values())
-    if bad:
-        message = (f"{bad} of {options.num_images} images had degenerate gradients or outputs ({degenerate}); excluded from "
-                   f"gradient metrics" + ("; non-finite outputs count as wrong for accuracy" if degenerate["nonfinite_logits"] else ""))
-        messages.append(message)
-        warnings.warn(message, DegenerateImagesWarning, stacklevel=2)
+    curves = {name: torch.cat([part.double().cpu() for part in parts]) for name, parts in curves.items()}
+    metrics_out, curves_out, settings = _summaries(setup, per_image_tensors, curves, degenerate)
+    messages = _run_messages(setup, degenerate)
 
     timing["per_metric_seconds"] = per_metric
     timing["prepare_seconds"] = setup.prepare_seconds
