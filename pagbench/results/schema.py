@@ -72,81 +72,86 @@ def result_schema() -> dict:
             "content_sha256": {"type": "string", "description": "Leaderboard entries only: SHA-256 of the entry's content."},
         },
         "additionalProperties": False,
-        "$defs": {
-            "config": {
-                "type": "object",
-                "description": "Every evaluation option, the model card, the resolved providers and σ; metric options at the top level.",
-                "required": ["model", "dataset", "split", "num_images", "seed", "gradient"],
-                "properties": {
-                    "model": {"type": "string"},
-                    "dataset": {"type": "string"},
-                    "split": {"type": "string"},
-                    "num_images": {"type": "integer", "minimum": 1},
-                    "batch_size": {"type": "integer", "minimum": 1},
-                    "seed": {"type": "integer"},
-                    "device": {"type": "string"},
-                    "gradient": {"enum": list(GRADIENTS)},
-                    "score": {"type": ["string", "null"]},
-                    "sigma": _NUMBER_OR_NULL,
-                    "sigma_used": _NUMBER_OR_NULL,
-                    "score_provider": {"type": ["string", "null"]},
-                    "manifold_provider": {"type": ["string", "null"]},
-                    "metrics": {"type": ["array", "null"], "items": {"type": "string"}},
-                    "provider_options": {"type": "object"},
-                    "model_options": {"type": "object"},
-                    "model_card": {"type": "object"},
-                    "score_provider_fingerprint": {"type": ["string", "null"],
-                                                   "description": "Identifies the score provider's weights and settings."},
-                    "manifold_provider_fingerprint": {"type": ["string", "null"]},
-                    "weights_sha256": {"type": ["string", "null"], "description": "SHA-256 of the evaluated model's "
-                                       "state dict (names, dtypes, shapes, bytes); null when it could not be read."},
-                    "provider_files": {"type": "array", "description": "Every file a provider read (a downloaded URL too) "
-                                       "with its SHA-256.", "items": {"$ref": "#/$defs/provider_file"}},
-                },
-                "additionalProperties": True,
+        "$defs": _definitions(GRADIENTS),
+    }
+
+
+def _definitions(gradients) -> dict:
+    """The schema's ``$defs``: config, metric, provider_file and curve records."""
+    return {
+        "config": {
+            "type": "object",
+            "description": "Every evaluation option, the model card, the resolved providers and σ; metric options at the top level.",
+            "required": ["model", "dataset", "split", "num_images", "seed", "gradient"],
+            "properties": {
+                "model": {"type": "string"},
+                "dataset": {"type": "string"},
+                "split": {"type": "string"},
+                "num_images": {"type": "integer", "minimum": 1},
+                "batch_size": {"type": "integer", "minimum": 1},
+                "seed": {"type": "integer"},
+                "device": {"type": "string"},
+                "gradient": {"enum": list(gradients)},
+                "score": {"type": ["string", "null"]},
+                "sigma": _NUMBER_OR_NULL,
+                "sigma_used": _NUMBER_OR_NULL,
+                "score_provider": {"type": ["string", "null"]},
+                "manifold_provider": {"type": ["string", "null"]},
+                "metrics": {"type": ["array", "null"], "items": {"type": "string"}},
+                "provider_options": {"type": "object"},
+                "model_options": {"type": "object"},
+                "model_card": {"type": "object"},
+                "score_provider_fingerprint": {"type": ["string", "null"],
+                                               "description": "Identifies the score provider's weights and settings."},
+                "manifold_provider_fingerprint": {"type": ["string", "null"]},
+                "weights_sha256": {"type": ["string", "null"], "description": "SHA-256 of the evaluated model's "
+                                   "state dict (names, dtypes, shapes, bytes); null when it could not be read."},
+                "provider_files": {"type": "array", "description": "Every file a provider read (a downloaded URL too) "
+                                   "with its SHA-256.", "items": {"$ref": "#/$defs/provider_file"}},
             },
-            "metric": {
-                "type": "object",
-                "description": "Mean ± standard error over the n images that were not excluded.",
-                "required": ["value", "stderr", "n", "higher_is_better"],
-                "properties": {
-                    "value": _NUMBER_OR_NULL,
-                    "stderr": _NUMBER_OR_NULL,
-                    "n": _COUNT,
-                    "excluded": _COUNT,
-                    "higher_is_better": {"type": ["boolean", "null"]},
-                    "reason": {"type": "string", "description": "Why n is 0, when it is."},
-                },
-                "additionalProperties": False,
+            "additionalProperties": True,
+        },
+        "metric": {
+            "type": "object",
+            "description": "Mean ± standard error over the n images that were not excluded.",
+            "required": ["value", "stderr", "n", "higher_is_better"],
+            "properties": {
+                "value": _NUMBER_OR_NULL,
+                "stderr": _NUMBER_OR_NULL,
+                "n": _COUNT,
+                "excluded": _COUNT,
+                "higher_is_better": {"type": ["boolean", "null"]},
+                "reason": {"type": "string", "description": "Why n is 0, when it is."},
             },
-            "sanity_flag": {
-                "type": "object",
-                "required": ["value", "threshold", "raised"],
-                "properties": {"value": _NUMBER_OR_NULL, "threshold": {"type": "number"}, "raised": {"type": "boolean"},
-                               "detail": {"type": ["string", "null"]}},
-                "additionalProperties": False,
+            "additionalProperties": False,
+        },
+        "sanity_flag": {
+            "type": "object",
+            "required": ["value", "threshold", "raised"],
+            "properties": {"value": _NUMBER_OR_NULL, "threshold": {"type": "number"}, "raised": {"type": "boolean"},
+                           "detail": {"type": ["string", "null"]}},
+            "additionalProperties": False,
+        },
+        "provider_file": {
+            "type": "object",
+            "required": ["location", "sha256"],
+            "properties": {"location": {"type": "string"}, "path": {"type": ["string", "null"]},
+                           "sha256": {"type": "string"},
+                           "loaded_with": {"type": "string", "description": "How the file was loaded (own "
+                                           "implementation, or its embedded code under a trust flag)."},
+                           "class_name": {"type": "string"}, "module_src_sha256": {"type": "string"}},
+            "additionalProperties": False,
+        },
+        "curve": {
+            "type": "object",
+            "required": ["x", "mean", "stderr", "n"],
+            "properties": {
+                "x": {"type": "array", "items": {"type": "number"}},
+                "mean": {"type": "array", "items": _NUMBER_OR_NULL},
+                "stderr": {"type": "array", "items": _NUMBER_OR_NULL},
+                "n": {"type": "array", "items": _COUNT},
             },
-            "provider_file": {
-                "type": "object",
-                "required": ["location", "sha256"],
-                "properties": {"location": {"type": "string"}, "path": {"type": ["string", "null"]},
-                               "sha256": {"type": "string"},
-                               "loaded_with": {"type": "string", "description": "How the file was loaded (own "
-                                               "implementation, or its embedded code under a trust flag)."},
-                               "class_name": {"type": "string"}, "module_src_sha256": {"type": "string"}},
-                "additionalProperties": False,
-            },
-            "curve": {
-                "type": "object",
-                "required": ["x", "mean", "stderr", "n"],
-                "properties": {
-                    "x": {"type": "array", "items": {"type": "number"}},
-                    "mean": {"type": "array", "items": _NUMBER_OR_NULL},
-                    "stderr": {"type": "array", "items": _NUMBER_OR_NULL},
-                    "n": {"type": "array", "items": _COUNT},
-                },
-                "additionalProperties": False,
-            },
+            "additionalProperties": False,
         },
     }
 
