@@ -80,6 +80,7 @@ _NAMES = {
     'interval_text': ('pagbench.leaderboard.render', 'interval_text'),
     'is_robustness_layout': ('pagbench.models.checkpoints', 'is_robustness_layout'),
     'is_stored': ('pagbench.models.store', 'is_stored'),
+    'lazy_family': ('pagbench.models.loading', 'lazy_family'),
     'load_record': ('pagbench.models.store', 'load_record'),
     'load_result': ('pagbench.results.documents', 'load_result'),
     'load_tensors': ('pagbench.models.store', 'load_tensors'),

@@ -178,6 +178,42 @@ def call_model_factory(function, name: str, dataset, device, options: dict | Non
     return function(name, dataset, device)
 
 
+def _lazy_builder(module: str, builder: str):
+    """A model factory ``(name, dataset, device, options)`` that imports ``module`` on its first
+    call and calls its function ``builder`` with ``name``, ``dataset`` and those of ``device`` /
+    ``options`` it names (a builder naming no ``options`` refuses any option given)."""
+
+    def build(name, dataset, device, options):
+        import importlib
+
+        function = getattr(importlib.import_module(module), builder)
+        parameters = inspect.signature(function).parameters
+        extra = {"device": device} if "device" in parameters else {}
+        if "options" in parameters:
+            extra["options"] = options
+        elif options:
+            raise PagbenchError(f"model {name!r} takes no model options (got {describe_options(options)})")
+        return function(name, dataset, **extra)
+
+    build.__qualname__ = build.__name__ = f"lazy {module}.{builder}"
+    return build
+
+
+def lazy_family(prefix: str, module: str, builder: str, *, card, description: str = "", examples: tuple[str, ...] = (),
+                architecture=None) -> ModelFamily:
+    """A :class:`ModelFamily` for every name starting with ``prefix`` whose factory imports
+    ``module`` (a dotted module name, e.g. ``__name__ + ".build"``) only when a model is first
+    built, so importing the plugin stays light (no torch, no model library). ``builder`` names the
+    function of ``module`` that builds the model: it is called as ``builder(name, dataset[,
+    device][, options])``, with ``device`` and ``options`` only when it names them. ``architecture``
+    (untrained networks for ``checkpoint:PATH --arch``) is another function name of ``module``,
+    called the same way, or a callable used as it is (None: none). ``card(name)`` describes a model."""
+    if isinstance(architecture, str):
+        architecture = _lazy_builder(module, architecture)
+    return ModelFamily(prefix=prefix, factory=_lazy_builder(module, builder), card=card, description=description,
+                       examples=tuple(examples), architecture=architecture)
+
+
 def _card_overrides(options: dict) -> dict:
     """Pop ``card.FIELD=VALUE`` options (e.g. ``card.regime=pgd``): they describe the model and
     are applied to its card by pagbench, never passed to the factory."""

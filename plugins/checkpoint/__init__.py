@@ -8,7 +8,7 @@ missing and unexpected keys (see :mod:`pagbench.models.checkpoints`). A file hol
 module or a TorchScript program needs ``--trust-checkpoint`` and no ``--arch``.
 """
 
-from pagbench.plugin import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, hookimpl, lazy_family
 
 PREFIX = "checkpoint:"
 
@@ -17,18 +17,11 @@ def _card(name: str) -> ModelCard:
     return ModelCard(architecture="given by --arch", dataset="unspecified", regime="unspecified", source=f"file {name[len(PREFIX):]}", licence="unspecified")
 
 
-def _build(name, dataset, device, options):
-    from .build import checkpoint_model
-
-    return checkpoint_model(name, dataset, options)
-
-
 @hookimpl
 def register_models(register):
     register(
-        ModelFamily(
-            prefix=PREFIX,
-            factory=_build,
+        lazy_family(
+            PREFIX, __name__ + ".build", "checkpoint_model",
             card=_card,
             description=(
                 "weights from a file: checkpoint:PATH --arch ARCH (any model name, e.g. timm:resnet50 or a zoo name); "

@@ -21,7 +21,7 @@ else, online, the single file downloaded from RobustBench's repository into ``MO
 the same and its card says that no information was found.
 """
 
-from pagbench.plugin import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, hookimpl, lazy_family
 
 PREFIX = "robustbench:"
 DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
@@ -54,18 +54,11 @@ def _card(name: str) -> ModelCard:
     )
 
 
-def _build(name, dataset, device, options):
-    from .build import robustbench_model
-
-    return robustbench_model(name, dataset, options)
-
-
 @hookimpl
 def register_models(register):
     register(
-        ModelFamily(
-            prefix=PREFIX,
-            factory=_build,
+        lazy_family(
+            PREFIX, __name__ + ".build", "robustbench_model",
             card=_card,
             description=(
                 "a RobustBench model: robustbench:[DATASET/][THREAT/]NAME (pip install 'pagbench[robustbench]'); "

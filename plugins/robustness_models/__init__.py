@@ -35,7 +35,7 @@ The library itself is optional (``pip install robustness``, see README) and impo
 such a model is built, never at plugin import.
 """
 
-from pagbench.plugin import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, hookimpl, lazy_family
 
 PREFIX = "robustness:"
 
@@ -50,18 +50,11 @@ def _card(name: str) -> ModelCard:
     )
 
 
-def _build(name, dataset, device, options):
-    from .build import robustness_model
-
-    return robustness_model(name, dataset, options)
-
-
 @hookimpl
 def register_models(register):
     register(
-        ModelFamily(
-            prefix=PREFIX,
-            factory=_build,
+        lazy_family(
+            PREFIX, __name__ + ".build", "robustness_model",
             card=_card,
             description=(
                 "a MadryLab robustness-library checkpoint: robustness:PATH [--model-option arch=resnet50 dataset=cifar "

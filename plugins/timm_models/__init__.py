@@ -8,7 +8,7 @@ inside the wrapper: images are resized and normalised in the model, so gradients
 dataset's [0,1] pixels. timm is imported only when such a model is built.
 """
 
-from pagbench.plugin import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, hookimpl, lazy_family
 
 PREFIX = "timm:"
 
@@ -23,26 +23,13 @@ def _card(name: str) -> ModelCard:
     )
 
 
-def _build(name, dataset, device, options):
-    from .build import timm_model
-
-    return timm_model(name, dataset, options)
-
-
-def _architecture(name, dataset, device, options):
-    from .build import timm_architecture
-
-    return timm_architecture(name, dataset, options)
-
-
 @hookimpl
 def register_models(register):
     register(
-        ModelFamily(
-            prefix=PREFIX,
-            factory=_build,
+        lazy_family(
+            PREFIX, __name__ + ".build", "timm_model",
             card=_card,
-            architecture=_architecture,
+            architecture="timm_architecture",
             description=(
                 "any timm model: hub weights when online, --weights FILE offline, --model-option pretrained=false "
                 "for random weights; resized to its input size and normalised inside"

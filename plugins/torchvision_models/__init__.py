@@ -12,7 +12,7 @@ weights' normalisation (ImageNet mean/std by default), resize and optional evalu
 live inside the model. torchvision is imported only when such a model is built.
 """
 
-from pagbench.plugin import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, hookimpl, lazy_family
 
 PREFIX = "torchvision:"
 
@@ -27,26 +27,13 @@ def _card(name: str) -> ModelCard:
     )
 
 
-def _build(name, dataset, device, options):
-    from .build import torchvision_model
-
-    return torchvision_model(name, dataset, options)
-
-
-def _architecture(name, dataset, device, options):
-    from .build import torchvision_architecture
-
-    return torchvision_architecture(name, dataset, options)
-
-
 @hookimpl
 def register_models(register):
     register(
-        ModelFamily(
-            prefix=PREFIX,
-            factory=_build,
+        lazy_family(
+            PREFIX, __name__ + ".build", "torchvision_model",
             card=_card,
-            architecture=_architecture,
+            architecture="torchvision_architecture",
             description=(
                 "any torchvision classification model: NAME[.WEIGHTS_ENUM] weights (online, or from torch's hub cache "
                 "offline), --weights FILE, or --model-option pretrained=false; normalised (and resized) inside"

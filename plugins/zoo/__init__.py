@@ -5,7 +5,7 @@ resolve to a :class:`~pagbench_plugins.zoo.training.TrainingRecipe`; stored weig
 trained first (with progress) and kept in the model store.
 """
 
-from pagbench.plugin import ModelCard, ModelFamily, hookimpl
+from pagbench.plugin import ModelCard, hookimpl, lazy_family
 
 from .recipes import PREFIX, parse_name, recipe_for
 
@@ -24,12 +24,6 @@ def _card(name: str) -> ModelCard:
     )
 
 
-def _build(name, dataset, device, options):
-    from .build import zoo_model
-
-    return zoo_model(name, dataset, device, options)
-
-
 def _architecture(name, dataset, device):
     """The untrained ResNet18 of ``name`` for ``dataset`` (for ``checkpoint:PATH --arch NAME``):
     width from the name's dataset, classes and channels from ``dataset``; never trains."""
@@ -42,9 +36,8 @@ def _architecture(name, dataset, device):
 @hookimpl
 def register_models(register):
     register(
-        ModelFamily(
-            prefix=PREFIX,
-            factory=_build,
+        lazy_family(
+            PREFIX, __name__ + ".build", "zoo_model",
             card=_card,
             architecture=_architecture,
             description="ResNet18 zoo: <dataset>-<regime>-<strength>, trained on first use",
