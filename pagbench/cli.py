@@ -348,7 +348,8 @@ def demo_command(models, output_dir, **kwargs):
     _report(results)
 
 
-from pagbench.leaderboard.cli import gallery_command, leaderboard_group  # noqa: E402  (click only; heavy imports are lazy)
+from pagbench.leaderboard.cli import leaderboard_group  # noqa: E402  (click only; heavy imports are lazy)
+from pagbench.leaderboard.gallery_cli import gallery_command  # noqa: E402  (click only; heavy imports are lazy)
 
 cli.add_command(leaderboard_group)
 cli.add_command(gallery_command)

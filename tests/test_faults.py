@@ -135,7 +135,8 @@ def test_an_entry_that_needed_trust_runs_nothing_until_the_flag_is_typed(result,
 
 
 def test_the_typed_flag_reaches_the_loader_and_nothing_else_grants_trust(result, tmp_path, monkeypatch):
-    from pagbench.leaderboard.store import add_results, load_entries, options_from_config
+    from pagbench.leaderboard.store import add_results, load_entries
+    from pagbench.leaderboard.verify import options_from_config
 
     marker, _, network = _evil_files(tmp_path)
     add_results([write_json(tmp_path / "r.json", _pickle_result(result, network))], tmp_path / "lb")

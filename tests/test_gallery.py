@@ -59,7 +59,8 @@ def test_leaderboard_galleries_are_drawn_per_entry_linked_and_pruned(tmp_path):
     import json
 
     import pagbench
-    from pagbench.leaderboard.render import build, draw_galleries, gallery_path, overview_path
+    from pagbench.leaderboard.gallery import draw_galleries
+    from pagbench.leaderboard.render import build, gallery_path, overview_path
     from pagbench.leaderboard.store import add_results, load_entries
 
     source = tmp_path / "r.json"

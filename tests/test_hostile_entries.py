@@ -240,7 +240,8 @@ def test_escape_text_known_answers():
 
 
 def test_committed_entries_pass_the_entry_checks():
-    from pagbench.leaderboard.store import load_entries, load_seed_results
+    from pagbench.leaderboard.store import load_entries
+    from pagbench.leaderboard.verify import load_seed_results
 
     committed = sorted((ROOT / "leaderboard" / "entries").glob("*/*.json"))
     assert committed and len(load_entries(ROOT / "leaderboard")) == len(committed)  # every one passes

@@ -413,7 +413,7 @@ def test_verify_of_a_missing_entry_is_a_one_line_error(run, tmp_path):
 
 
 def test_verify_tolerance_grows_with_the_difference_in_image_count():
-    from pagbench.leaderboard.store import VERIFY_ABSOLUTE_TOLERANCE, tolerance_for
+    from pagbench.leaderboard.verify import VERIFY_ABSOLUTE_TOLERANCE, tolerance_for
 
     assert tolerance_for({"stderr": 0.02}, {"stderr": 0.02}) == VERIFY_ABSOLUTE_TOLERANCE
     assert tolerance_for({"stderr": 0.01}, {"stderr": 0.02}) == pytest.approx(1e-3 + 3 * (0.02**2 - 0.01**2) ** 0.5)
@@ -437,7 +437,8 @@ def test_a_committed_entry_made_by_an_older_pagbench_still_verifies(tmp_path):
     """Entries made before --dtype (their config.dtype was a description) still verify."""
     import shutil
 
-    from pagbench.leaderboard.store import load_entry, reseal_entries, verify_entry
+    from pagbench.leaderboard.store import load_entry, reseal_entries
+    from pagbench.leaderboard.verify import verify_entry
 
     source = ROOT / "leaderboard" / "entries" / "synthetic" / "bayes--42ce4d5d182f.json"
     path = tmp_path / "entries" / "synthetic" / source.name

@@ -134,7 +134,8 @@ def test_results_record_the_weights_digest(bayes_result):
 
 
 def test_verify_compares_the_same_weights_at_the_tight_tolerance(bayes_result, tmp_path):
-    from pagbench.leaderboard.store import SAME_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, load_entries, verify_entry
+    from pagbench.leaderboard.store import load_entries
+    from pagbench.leaderboard.verify import SAME_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, verify_entry
 
     root = board_with(tmp_path, bayes_result)
     (entry,) = load_entries(root)
@@ -145,8 +146,9 @@ def test_verify_compares_the_same_weights_at_the_tight_tolerance(bayes_result, t
 
 
 def test_verify_compares_retrained_weights_against_the_seed_spread(bayes_result, tmp_path):
-    from pagbench.leaderboard.store import (RETRAINED, UNKNOWN_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, VERIFY_RETRAINED_ABSOLUTE,
-                                      VERIFY_RETRAINED_RELATIVE, VERIFY_SEED_RANGES, load_entries, verify_entry)
+    from pagbench.leaderboard.store import load_entries
+    from pagbench.leaderboard.verify import (RETRAINED, UNKNOWN_WEIGHTS, VERIFY_ABSOLUTE_TOLERANCE, VERIFY_RETRAINED_ABSOLUTE,
+                                             VERIFY_RETRAINED_RELATIVE, VERIFY_SEED_RANGES, verify_entry)
 
     seeded = copy.deepcopy(bayes_result)
     seeded["config"]["model_card"]["seed"] = 0

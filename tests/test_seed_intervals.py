@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pagbench.leaderboard.render import SeedInterval, interval_text, render_board, seed_groups, seed_interval
+from pagbench.leaderboard.render import render_board
+from pagbench.leaderboard.seeds import SeedInterval, interval_text, seed_groups, seed_interval
 from pagbench.leaderboard.store import Entry
 from pagbench_plugins.zoo.sweep_report import collect, render_markdown
 

@@ -1,6 +1,7 @@
-"""``pagbench leaderboard add|reseal|build|verify|gallery`` and ``pagbench gallery``: click over
-:mod:`pagbench.leaderboard.store`, :mod:`pagbench.leaderboard.render` and :mod:`pagbench.leaderboard.gallery` (imported lazily,
-so ``pagbench --help`` imports neither torch nor matplotlib)."""
+"""``pagbench leaderboard add|reseal|build|verify|gallery``: click over :mod:`pagbench.leaderboard.store`,
+:mod:`pagbench.leaderboard.verify`, :mod:`pagbench.leaderboard.render` and :mod:`pagbench.leaderboard.gallery` (imported
+lazily, so ``pagbench --help`` imports neither torch nor matplotlib). ``pagbench gallery`` is
+:mod:`pagbench.leaderboard.gallery_cli`."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from pathlib import Path
 import click
 
 from pagbench.errors import PagbenchError
-from pagbench.evaluation.gradients import GRADIENTS
-from pagbench.evaluation.scores import SCORE_KINDS
 
 _DIR = click.option("--dir", "root", default="leaderboard", show_default=True, type=click.Path(file_okay=False),
                     help="The leaderboard folder (entries/, galleries/, cards/, README.md).")
@@ -144,7 +143,8 @@ def verify_command(entry, every, num_images, device, data_root, tolerance, seed_
     """
     import warnings
 
-    from pagbench.leaderboard.store import VERIFY_ABSOLUTE_TOLERANCE, find_entry, load_entries, load_seed_results, verify_entry
+    from pagbench.leaderboard.store import find_entry, load_entries
+    from pagbench.leaderboard.verify import VERIFY_ABSOLUTE_TOLERANCE, load_seed_results, verify_entry
 
     if tolerance is not None and not tolerance >= 0:
         raise PagbenchError(f"--tolerance must be >= 0, got {tolerance}")
@@ -205,7 +205,7 @@ def _verify_every(root, seed_results, options, progress: bool) -> None:
 
     from rich.table import Table
 
-    from pagbench.leaderboard.store import UNKNOWN_WEIGHTS, verify_all
+    from pagbench.leaderboard.verify import UNKNOWN_WEIGHTS, verify_all
 
     started = time.perf_counter()
 
@@ -260,7 +260,7 @@ def _verify_every(root, seed_results, options, progress: bool) -> None:
 @_DIR
 def leaderboard_gallery_command(datasets, num_images, device, data_root, display, trust_checkpoint, trust_pickle, root):
     """Draw each entry's gradient gallery and one overview per dataset (then run `build` to link them)."""
-    from pagbench.leaderboard.render import draw_galleries
+    from pagbench.leaderboard.gallery import draw_galleries
 
     report = draw_galleries(root, tuple(datasets), num_images=num_images, device=device, data_root=data_root, display=display,
                             trust_checkpoint=trust_checkpoint, trust_pickle=trust_pickle)
@@ -268,37 +268,3 @@ def leaderboard_gallery_command(datasets, num_images, device, data_root, display
         click.echo(f"wrote {path}", err=True)
     for path in report.removed:
         click.echo(f"removed {path}", err=True)
-
-
-@click.command("gallery")
-@click.option("--model", "models", multiple=True, required=True, help="Model name (repeatable; one column each).")
-@click.option("--dataset", default=None, show_default=True)
-@click.option("--split", default="test", show_default=True)
-@click.option("--num-images", type=int, default=4, show_default=True, help="Rows: the first N images of the split.")
-@click.option("--gradient", type=click.Choice(GRADIENTS), default=None, help="Default: the dataset's (else logprob), as for evaluate.")
-@click.option("--score", type=click.Choice(("auto", *SCORE_KINDS)), default="auto", show_default=True)
-@click.option("--sigma", type=float, default=None, help="Noise level of the score in [0,1] pixel units (default: the provider's).")
-@click.option("--score-provider", default=None, help="Score provider (default: the dataset's).")
-@click.option("--provider-option", "provider_option", multiple=True, help="KEY=VALUE passed to the score provider.")
-@click.option("--data-root", default=None, type=click.Path())
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--display", type=click.Choice(["auto", "rgb", "sum"]), default="auto", show_default=True,
-              help="3-channel gradients as rgb = (ĝ+1)/2 (auto) or sum = channel sum on a diverging map.")
-@click.option("--title", default=None, help="Figure title (default: dataset, gradient and score).")
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
-def gallery_command(models, output, display, title, provider_option, **options):
-    """Gradient gallery: per image, the input, each model's input gradient and the score.
-
-    Gradients and score are normalised as for LPIPS (ĝ = g / max|g| per image) and share one
-    colour scale; each gradient is labelled with its cosine to the score and the prediction.
-    """
-    from pagbench.leaderboard.gallery import gallery
-
-    provider_options = {}
-    for item in provider_option:
-        if "=" not in item:
-            raise PagbenchError(f"--provider-option expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        provider_options[key] = value
-    path = gallery(list(models), output, display=display, title=title, provider_options=provider_options, **options)
-    click.echo(f"wrote {path}", err=True)

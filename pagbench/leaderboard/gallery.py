@@ -15,12 +15,15 @@ lazily and drawn on an Agg canvas (no pyplot, no global backend change); files a
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from pagbench.errors import PagbenchError
+from pagbench.leaderboard.render import common_configuration, config_id, gallery_path, overview_path, sort_key
+from pagbench.leaderboard.store import DEFAULT_ROOT, GALLERIES, Entry, configuration, load_entries
 
 DISPLAYS = ("auto", "rgb", "sum")
 #: Inches per panel and output resolution: each panel is ``PANEL_INCHES * DPI`` pixels square.
@@ -284,3 +287,64 @@ def gallery(models: Sequence[str], output: str | Path, display: str = "auto", ti
 
     check_writable(output)
     return render_gallery(compute_gallery(models, **options), output, display=display, title=title)
+
+
+# ------------------------------------------------------------------------- the board's galleries
+@dataclass
+class GalleryReport:
+    written: list[Path]
+    removed: list[Path]
+
+
+def draw_galleries(root: str | Path = DEFAULT_ROOT, datasets: tuple[str, ...] = (), num_images: int = 4,
+                   device: str = "cpu", data_root: str | None = None, display: str = "auto",
+                   trust_checkpoint: bool = False, trust_pickle: bool = False) -> GalleryReport:
+    """Draw every entry's gallery (``galleries/<dataset>/<entry>.png``: input, the entry's gradient,
+    the score, in the entry's configuration) and per dataset an overview of all models sharing the
+    table's common configuration, in board order (``galleries/<dataset>/overview.png``).
+
+    Gallery images in those folders that belong to no entry any more are removed. Imports torch
+    and matplotlib; zoo models that are not in the model store are trained first.
+
+    Entries whose run needed ``--trust-checkpoint`` / ``--trust-pickle`` are refused, before any
+    gallery is computed, unless the caller grants the same trust (``trust_*``: typed on this
+    command line; trust keys stored in entries are ignored, see :mod:`pagbench.files.trust`).
+    """
+    root = Path(root)
+    entries = load_entries(root)
+    known = sorted({entry.dataset for entry in entries})
+    unknown = [name for name in datasets if name not in known]
+    if unknown:
+        raise PagbenchError(f"no leaderboard entries for dataset(s) {', '.join(unknown)} (have: {', '.join(known) or 'none'})")
+    from pagbench.files.trust import check_granted, required_trust, strip_trust
+
+    for entry in entries:
+        if entry.dataset in (datasets or known):
+            check_granted(required_trust(entry.config), trust_checkpoint, trust_pickle, f"entry {entry.path}",
+                          "pagbench leaderboard gallery")
+    written, removed = [], []
+    for dataset in datasets or known:
+        rows = sorted((entry for entry in entries if entry.dataset == dataset), key=sort_key)
+        common = common_configuration(rows)
+        groups: dict[str, list[Entry]] = {}
+        for entry in rows:
+            groups.setdefault(config_id(configuration(entry)), []).append(entry)
+        for identity, members in sorted(groups.items()):
+            config = json.loads(identity)
+            data = compute_gallery(
+                [entry.model for entry in members], dataset=dataset, split=config["split"], num_images=num_images,
+                gradient=config["gradient"], score=config["score"], sigma=config["sigma"],
+                score_provider=config["score_provider"], manifold_provider=config["manifold_provider"],
+                provider_options={**strip_trust(config["provider_options"]), **({"trust_pickle": "1"} if trust_pickle else {})},
+                data_root=data_root, device=device,
+            )
+            for entry in members:
+                written.append(render_gallery(data.subset([entry.model]), root / gallery_path(entry), display=display))
+            if config == common:
+                written.append(render_gallery(data, root / overview_path(dataset), display=display))
+        keep = {root / gallery_path(entry) for entry in rows} | {root / overview_path(dataset)}
+        for path in sorted((root / GALLERIES / dataset).glob("*.png")):
+            if path not in keep:
+                path.unlink()
+                removed.append(path)
+    return GalleryReport(written, removed)

@@ -264,7 +264,7 @@ def sanity_legend_html() -> str:
 
 
 def _seed_table(rows: list[Entry], shown: list) -> str:
-    from pagbench.leaderboard.render import interval_text, seed_groups, seed_interval
+    from pagbench.leaderboard.seeds import interval_text, seed_groups, seed_interval
 
     groups = seed_groups(rows)
     if not groups:
