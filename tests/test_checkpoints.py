@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from pagbench import ModelCard, ModelEntry, hookimpl
-from pagbench.models.checkpoints import read_checkpoint
+from pagbench.models.checkpoint_reading import read_checkpoint
 from pagbench.cli import build_cli
 from pagbench.errors import PagbenchError
 from pagbench.models.loading import build_architecture, load_model
@@ -138,7 +138,7 @@ def test_robustness_library_layout_keeps_model_drops_attacker_uses_normalizer(tm
 def test_robustness_library_layout_keeps_the_library_clamp_and_records_it(tmp_path, dataset, source, images):
     """The library's normaliser clamps to [0,1] first: outside [0,1] the loaded model equals
     clamp-then-normalise (zero gradient at saturated pixels); other layouts are not clamped."""
-    from pagbench.models.checkpoints import CLAMP_KEPT
+    from pagbench_plugins.robustness_models.layout import CLAMP_KEPT
 
     network = _state(source, drop_normalizer=True)
     mean, std = torch.tensor([0.4, 0.45, 0.5]), torch.tensor([0.2, 0.25, 0.3])

@@ -167,6 +167,38 @@ def test_hook_register_assets(register_plugin):
     assert listed.exit_code == 0 and "hook-asset" in listed.output and "missing" in listed.output
 
 
+def test_hook_register_checkpoint_layouts(register_plugin):
+    """A throwaway plugin's layout is recognised by ``fit_checkpoint``: its network is picked out,
+    its stored normalisation used, its clamp kept and described on the card."""
+    from pagbench import hookimpl
+    from pagbench.models.checkpoint_fitting import CheckpointLayout, checkpoint_layouts, fit_checkpoint
+    from pagbench.models.loading import with_normalization
+
+    def split(state):
+        network = {key[len("inner."):]: value for key, value in state.items() if key.startswith("inner.")}
+        return network, (state["norm.m"], state["norm.s"])
+
+    layout = CheckpointLayout(name="hook-layout", recognise=lambda state: "norm.m" in state, split=split,
+                              description="hook layout: inner.* kept", normalization_source="checkpoint (norm.m/norm.s)",
+                              clamps_input=True, clamp_kept="kept by the hook layout")
+
+    class Plugin:
+        @hookimpl
+        def register_checkpoint_layouts(self, register):
+            register(layout)
+
+    register_plugin(Plugin(), name="hook-layout-plugin")
+    assert layout in checkpoint_layouts()
+    source = torch.nn.Linear(4, 3)
+    state = {f"inner.{key}": value for key, value in source.state_dict().items()}
+    state.update({"norm.m": torch.full((1,), 0.25), "norm.s": torch.full((1,), 0.5), "other.weight": torch.zeros(2)})
+    model = with_normalization(torch.nn.Linear(4, 3), (0.0,), (1.0,))
+    report = fit_checkpoint(model, state, num_classes=3)
+    assert torch.equal(model.network.weight, source.weight)
+    assert report.layout == "hook layout: inner.* kept" and report.normalization == "checkpoint (norm.m/norm.s)"
+    assert report.mean == [0.25] and report.std == [0.5] and report.clamp == "kept by the hook layout"
+
+
 def test_hook_register_commands(example):
     from pagbench.cli import build_cli
 

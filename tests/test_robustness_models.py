@@ -18,7 +18,8 @@ import torch
 from click.testing import CliRunner
 
 from pagbench import ModelCard, ModelEntry, hookimpl
-from pagbench.models.checkpoints import CLAMP_DROPPED, CLAMP_KEPT, read_checkpoint
+from pagbench.models.checkpoint_reading import read_checkpoint
+from pagbench_plugins.robustness_models.layout import CLAMP_DROPPED, CLAMP_KEPT
 from pagbench.cli import build_cli
 from pagbench.errors import PagbenchError
 from pagbench.models.loading import load_model, with_normalization

@@ -159,6 +159,21 @@ def register_attributions(register):
 
 
 @hookspec
+def register_checkpoint_layouts(register):
+    """`register(CheckpointLayout(name, recognise, split, description, normalization_source,
+    clamps_input, clamp_kept, clamp_dropped, clamp_unavailable))` (`pagbench.plugin.CheckpointLayout`)
+    declares a checkpoint layout that `pagbench.plugin.fit_checkpoint` (and so `checkpoint:PATH`)
+    recognises before fitting: `recognise(state)` says whether a dict of tensors is in it;
+    `split(state)` returns (the network's weights, (mean, std) the file stores for its input
+    normalisation or `None`). `description` becomes the card's `layout`, `normalization_source`
+    its `normalization`. `clamps_input=True`: the layout's models clamp their input to [0,1]
+    before normalising; the clamp is kept unless `--model-option clamp=false`, and the card's
+    `input_clamp` says `clamp_kept`, `clamp_dropped` or `clamp_unavailable`. The robustness
+    library's `AttackerModel` layout (`plugins/robustness_models/layout.py`) is one.
+    """
+
+
+@hookspec
 def register_board_columns(register):
     """`register(EntryColumn(name, cells, description, rule))` (`pagbench.plugin.EntryColumn`)
     adds a leaderboard column computed from all entries at once, where a metric's `BoardColumn`

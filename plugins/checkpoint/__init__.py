@@ -4,7 +4,7 @@
 registered model name ARCH (a zoo name such as ``resnet18-cifar10-standard-0``, ``timm:NAME``, or
 a plugin's model). Raw state dicts, training-script wrappers, DataParallel / torch.compile
 prefixes, the robustness library's layout and safetensors files load strictly, with a report of
-missing and unexpected keys (see :mod:`pagbench.models.checkpoints`). A file holding a whole pickled
+missing and unexpected keys (see :func:`pagbench.plugin.fit_checkpoint`). A file holding a whole pickled
 module or a TorchScript program needs ``--trust-checkpoint`` and no ``--arch``.
 """
 

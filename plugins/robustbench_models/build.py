@@ -5,7 +5,7 @@ What pagbench does, next to what RobustBench's ``robustbench.utils.load_model`` 
 * The network is RobustBench's own: ``model_zoo.model_dicts[dataset][threat_model][NAME]['model']()``.
 * The weights file is the one RobustBench would read (``MODEL_DIR/DATASET/THREAT/NAME.pt``, or
   ``NAME.pt_m0.pt``, ``…_m1.pt`` for ensembles), or ``--weights FILE``. It is read with
-  :func:`pagbench.models.checkpoints.read_checkpoint` (``torch.load(weights_only=True)``; code-running
+  :func:`pagbench.plugin.read_checkpoint` (``torch.load(weights_only=True)``; code-running
   files only with ``--trust-checkpoint``), never with RobustBench's loader.
 * Keys are handled as RobustBench handles them: a ``last`` entry (RobustBench's rule for
   checkpoints that keep the last and the best model), then a ``state_dict`` entry if there is
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from pagbench.plugin import read_checkpoint, sniff_format
+from pagbench.plugin import one_line, read_checkpoint, sniff_format, strict_load_error
 from pagbench.plugin import ModelCard
 from pagbench.plugin import PagbenchError
 from pagbench.plugin import BuiltModel, check_model_options, option_flag
@@ -64,11 +64,6 @@ NORMALIZATION_LEAVES = ("mu", "sigma", "mean", "std")
 
 
 from pagbench.plugin import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
-
-
-def _one_line(error: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ------------------------------------------------------------------------------ importing robustbench
@@ -124,7 +119,7 @@ def import_robustbench():
             utils = importlib.import_module("robustbench.utils")
             zoo = importlib.import_module("robustbench.model_zoo")
     except ImportError as error:
-        raise PagbenchError(f"the robustbench package could not be imported ({_one_line(error)}); install its dependencies: {INSTALL}") from error
+        raise PagbenchError(f"the robustbench package could not be imported ({one_line(error)}); install its dependencies: {INSTALL}") from error
     try:
         from importlib.metadata import version
 
@@ -183,7 +178,7 @@ def _download(utils, gdrive_id: str, path: Path, spec: Spec) -> None:
         partial.unlink(missing_ok=True)
         raise PagbenchError(
             f"could not download the weights of robustbench:{spec.key} (Google Drive id {gdrive_id}) to {path}: "
-            f"{type(error).__name__}: {_one_line(error, 120)}; download RobustBench's file there or pass --weights FILE"
+            f"{type(error).__name__}: {one_line(error, 120)}; download RobustBench's file there or pass --weights FILE"
         ) from error
     if not partial.is_file() or partial.stat().st_size == 0:
         partial.unlink(missing_ok=True)
@@ -244,11 +239,6 @@ def _is_ignorable_extra(key: str) -> bool:
     return key.startswith("model_preact_hl1.") or key.endswith(".scores")
 
 
-def _listing(keys, limit: int = 4) -> str:
-    keys = list(keys)
-    return ", ".join(keys[:limit]) + (f", … (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def fit_robustbench_state(module: torch.nn.Module, state: dict, source: str, architecture: str, prefixes=("module.", "model.")) -> dict:
     """Load ``state`` into ``module`` as described in the module doc; returns the provenance.
     ``prefixes`` are removed from the start of keys, in this order (timm's loader, which RobustBench
@@ -278,17 +268,9 @@ def fit_robustbench_state(module: torch.nn.Module, state: dict, source: str, arc
     unexpected = [key for key in unexpected if key not in ignored]
     mismatched = [key for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
     if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key{'s' * (len(missing) != 1)}: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) != 1)}: {_listing(unexpected)}")
-        if mismatched:
-            shown = [f"{key} (file {'x'.join(map(str, state[key].shape))}, model {'x'.join(map(str, expected[key].shape))})" for key in mismatched]
-            parts.append(f"{len(mismatched)} shape mismatch{'es' * (len(mismatched) != 1)}: {_listing(shown, 3)}")
-        fitting = len(expected) - len(missing) - len(mismatched)
-        hint = f"; only {fitting} of {len(expected)} keys fit: is it the right model's file?" if fitting < len(expected) / 2 else ""
-        raise PagbenchError(f"{source} does not fit {architecture}: " + "; ".join(parts) + hint)
+        raise PagbenchError(strict_load_error(source, architecture, state, expected, missing=missing, unexpected=unexpected,
+                                              mismatched=mismatched, matched=len(expected) - len(missing) - len(mismatched),
+                                              stored_as="file", hint="is it the right model's file?"))
     merged = {key: state.get(key, value) for key, value in expected.items()}
     module.load_state_dict(merged, strict=True)
     provenance = {
@@ -344,7 +326,7 @@ def _build_network(entry: dict, spec: Spec) -> torch.nn.Module:
         try:
             return entry["model"]()
         except Exception as error:
-            raise PagbenchError(f"RobustBench could not build the network of robustbench:{spec.key}: {type(error).__name__}: {_one_line(error)}") from error
+            raise PagbenchError(f"RobustBench could not build the network of robustbench:{spec.key}: {type(error).__name__}: {one_line(error)}") from error
 
 
 def _single(entry, spec, utils, options, model_dir, where):
@@ -406,7 +388,7 @@ def _timm_registered(entry, spec, options, timm_name):
     try:
         network = timm.create_model(timm_name, pretrained=True, num_classes=classes)
     except Exception as error:
-        raise PagbenchError(f"could not fetch the weights of robustbench:{spec.key} through timm ({timm_name}): {_one_line(error, 120)}; pass --weights FILE") from error
+        raise PagbenchError(f"could not fetch the weights of robustbench:{spec.key} through timm ({timm_name}): {one_line(error, 120)}; pass --weights FILE") from error
     return network, f"timm pretrained weights of {timm_name}", [], {"loaded_by": "timm.create_model(pretrained=True)"}
 
 

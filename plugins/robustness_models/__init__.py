@@ -6,7 +6,9 @@ paper evaluates), evaluated with one command and no plugin to write.
 dill-pickled metadata the weights-only reader refuses becomes inert placeholders), finds the
 network in the library's ``AttackerModel`` layout (``model`` wrapper key; ``module.model.*`` kept,
 ``module.attacker.*`` dropped, ``module.normalizer.new_mean/new_std`` used; with or without
-``module.``), rebuilds the library's architecture and loads the weights strictly. The model then
+``module.``; :mod:`.layout`, which this plugin also declares to the core, so that
+``checkpoint:PATH`` recognises it too), rebuilds the library's architecture and loads the weights
+strictly. The model then
 computes exactly what the library's ``AttackerModel(x)`` does: clamp x to [0,1], normalise with the
 checkpoint's mean and std, run the network; logits and input gradients equal the library's.
 
@@ -63,3 +65,10 @@ def register_models(register):
             examples=("robustness:cifar_l2_0_5.pt", "robustness:imagenet_l2_3_0.pt"),
         )
     )
+
+
+@hookimpl
+def register_checkpoint_layouts(register):
+    from .layout import robustness_layout
+
+    register(robustness_layout())

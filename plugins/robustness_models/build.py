@@ -17,10 +17,12 @@ from typing import Mapping
 
 import torch
 
-from pagbench.plugin import CLAMP_DROPPED, CLAMP_KEPT, FitReport, InertObject, fit_checkpoint, is_robustness_layout, read_checkpoint, split_robustness_layout, unwrap
+from pagbench.plugin import FitReport, InertObject, fit_checkpoint, read_checkpoint, unwrap
 from pagbench.plugin import ModelCard
 from pagbench.plugin import PagbenchError
 from pagbench.plugin import BuiltModel, check_model_options, option_flag, with_normalization
+
+from .layout import CLAMP_DROPPED, CLAMP_KEPT, is_robustness_layout, split_robustness_layout
 
 from . import PREFIX
 from .architectures import DATASETS, build_network, canonical_arch, family_of, resnet_from_keys

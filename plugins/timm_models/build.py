@@ -54,7 +54,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from pagbench.plugin import fit_checkpoint, read_checkpoint, unwrap
+from pagbench.plugin import fit_checkpoint, listing, read_checkpoint, unwrap
 from pagbench.plugin import ModelCard
 from pagbench.plugin import PagbenchError
 from pagbench.plugin import BuiltModel, describe_options, option_flag
@@ -338,11 +338,6 @@ def _shape(tensor) -> str:
     return "x".join(map(str, tensor.shape)) or "scalar"
 
 
-def _listing(items, limit: int = 4) -> str:
-    items = list(items)
-    return ", ".join(items[:limit]) + (f", … (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
 def infer_img_size(model_name: str, state: dict, kwargs: dict, num_classes: int):
     """The image size a ViT-style checkpoint was trained at: its ``pos_embed`` (1, N, D) holds the
     network's prefix tokens and a square grid of patches whose size is the kernel of
@@ -408,7 +403,7 @@ def _check_fits(model_name: str, kwargs: dict, state: dict, classes: int, source
         unexpected = [key for key in given if key not in network]
         raise PagbenchError(
             f"{source} does not fit timm:{model_name}: only {len(found)} of its {len(wanted)} tensors are in the file; "
-            f"missing {_listing(missing)}; not in the network {_listing(unexpected)} (is it another architecture?)"
+            f"missing {listing(missing)}; not in the network {listing(unexpected)} (is it another architecture?)"
         )
 
 
@@ -466,7 +461,7 @@ def _from_file(model_name: str, config: dict, dataset, options: dict, kwargs: di
     if left_at_init:
         raise PagbenchError(
             f"{source}: timm left {len(left_at_init)} tensors of {built_with} at their random initialisation "
-            f"({_listing(left_at_init)}); the file does not hold them"
+            f"({listing(left_at_init)}); the file does not hold them"
         )
     if changed and not allow:
         hint = ""
@@ -474,7 +469,7 @@ def _from_file(model_name: str, config: dict, dataset, options: dict, kwargs: di
             guess = infer_img_size(model_name, clean, {k: v for k, v in kwargs.items() if k != "img_size"}, classes)
             hint = f" (the file's pos_embed fits img_size={guess[0][0]}x{guess[0][1]})" if guess else ""
         raise PagbenchError(
-            f"{source}: timm transformed {len(changed)} of its tensors to fit {built_with}: {_listing(changed, 3)}; that is "
+            f"{source}: timm transformed {len(changed)} of its tensors to fit {built_with}: {listing(changed, 3)}; that is "
             f"a different network from the file's: build it at the weights' own configuration{hint}, or pass "
             "--model-option allow_resample=true to accept timm's transformation (recorded in the model card)"
         )
@@ -502,7 +497,7 @@ def _from_file(model_name: str, config: dict, dataset, options: dict, kwargs: di
     if reshaped:
         provenance["reshaped_by_timm"] = reshaped  # same values in another layout: the same function
     if unused:
-        provenance["renamed_or_dropped_by_timm_filter"] = _listing(unused, 8)
+        provenance["renamed_or_dropped_by_timm_filter"] = listing(unused, 8)
     if head_keys:
         provenance["label_offset"] = f"the file's {label_offset} background class(es) dropped from {', '.join(head_keys)} by timm"
     if kwargs:
@@ -530,7 +525,7 @@ def _from_hub(model_name: str, config: dict, dataset, kwargs: dict, replace_head
         if changed and not allow:
             raise PagbenchError(
                 f"timm:{model_name} built with {_shown(kwargs)} would have timm transform {len(changed)} pretrained tensors: "
-                f"{_listing(changed, 3)}; that is a different network from the pretrained one: pass "
+                f"{listing(changed, 3)}; that is a different network from the pretrained one: pass "
                 "--model-option allow_resample=true to accept it (recorded in the model card)"
             )
     if _offline() and not config.get("hf_hub_id"):

@@ -6,7 +6,7 @@ Weights: the ``.TAG`` of the name picks a weights enum member (``DEFAULT`` when 
 downloaded into torch's hub cache when online and read from there (``torch.load`` with
 ``weights_only=True``); under ``PAGBENCH_OFFLINE=1`` nothing is downloaded and the error names
 the cache file to put it in. ``--weights FILE`` loads a file strictly instead (prefixes stripped,
-see :mod:`pagbench.models.checkpoints`); ``--model-option pretrained=false`` gives random weights. The
+see :func:`pagbench.plugin.fit_checkpoint`); ``--model-option pretrained=false`` gives random weights. The
 weights' normalisation (ImageNet mean/std by default), resize and optional evaluation transform
 (``--model-option transform=eval``: resize 256, centre crop 224, as the weights' ``transforms()``)
 live inside the model. torchvision is imported only when such a model is built.

@@ -9,11 +9,11 @@ Weights:
 * weights enum (the default): the file ``<torch hub dir>/checkpoints/<basename of the enum's
   url>`` (``torch.hub.get_dir()``, i.e. ``$TORCH_HOME/hub``), downloaded there when missing and
   online (torch's hash-prefix check), never under ``PAGBENCH_OFFLINE=1`` (the error names the
-  file). It is read with :func:`pagbench.models.checkpoints.read_checkpoint` (``weights_only=True``) and
+  file). It is read with :func:`pagbench.plugin.read_checkpoint` (``weights_only=True``) and
   handed to torchvision's own builder (``get_model(NAME, weights=ENUM)``), so the builder's
   weight-dependent settings (e.g. inception's ``transform_input``) and key fixes apply.
 * ``--weights FILE``: read safely, loaded strictly into ``get_model(NAME, weights=None)`` with
-  :func:`pagbench.models.checkpoints.fit_checkpoint` (wrapper keys, ``module.`` / ``model.`` /
+  :func:`pagbench.plugin.fit_checkpoint` (wrapper keys, ``module.`` / ``model.`` /
   ``_orig_mod.`` prefixes, normalisation buffers stored in the file; ``--model-option
   mean=…,std=…`` overrides). ``checkpoint:PATH --arch torchvision:NAME`` is the same load.
 * ``--model-option pretrained=false``: random weights (seed 0).
@@ -49,7 +49,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from pagbench.plugin import FitReport, fit_checkpoint, read_checkpoint, unwrap
+from pagbench.plugin import FitReport, fit_checkpoint, one_line, read_checkpoint, unwrap
 from pagbench.plugin import ModelCard
 from pagbench.plugin import PagbenchError
 from pagbench.plugin import BuiltModel, describe_options, option_flag
@@ -70,10 +70,6 @@ _TRANSFORMS = {"none": None, "eval": "eval", "torchvision-eval": "eval"}
 
 
 from pagbench.plugin import offline as _offline  # noqa: E402  (one definition of PAGBENCH_OFFLINE)
-
-
-def _one_line(error: BaseException, limit: int = 160) -> str:
-    return " ".join(str(error).split())[:limit] or type(error).__name__
 
 
 def resolve(name: str):
@@ -155,7 +151,7 @@ def build(model_name: str, kwargs: dict, **fixed):
     except (TypeError, ValueError, AssertionError) as error:
         if not kwargs:
             raise
-        raise PagbenchError(f"torchvision could not build {model_name} with arguments {_shown(kwargs)}: {_one_line(error)}") from error
+        raise PagbenchError(f"torchvision could not build {model_name} with arguments {_shown(kwargs)}: {one_line(error)}") from error
 
 
 def _seeded_build(model_name: str, kwargs: dict, num_classes: int):
@@ -312,7 +308,7 @@ def _from_enum(model_name: str, weights, dataset, kwargs: dict, replace: bool):
         try:
             torch.hub.download_url_to_file(weights.url, str(cached), match.group(1) if match else None, progress=False)
         except Exception as error:
-            raise PagbenchError(f"could not download {weights.url} ({_one_line(error, 120)}); offline, pass --weights FILE") from error
+            raise PagbenchError(f"could not download {weights.url} ({one_line(error, 120)}); offline, pass --weights FILE") from error
     checkpoint = read_checkpoint(cached)
     state, _ = unwrap(checkpoint)
     if isinstance(state, torch.nn.Module):
@@ -323,7 +319,7 @@ def _from_enum(model_name: str, weights, dataset, kwargs: dict, replace: bool):
     except PagbenchError:
         raise
     except Exception as error:
-        raise PagbenchError(f"torchvision could not load {cached} into {model_name} ({type(error).__name__}: {_one_line(error)})") from error
+        raise PagbenchError(f"torchvision could not load {cached} into {model_name} ({type(error).__name__}: {one_line(error)})") from error
     provenance = {
         "weights": "torchvision weights enum",
         "weights_enum": enum_name,

@@ -1,4 +1,4 @@
-"""Reading weights files safely and fitting them to an architecture strictly (imports torch).
+"""Reading weights files safely (imports torch); fitting them is :mod:`pagbench.models.checkpoint_fitting`.
 
 Reading (:func:`read_checkpoint`):
 
@@ -18,30 +18,9 @@ Reading (:func:`read_checkpoint`):
   run. If the weights themselves are such an object (a whole pickled module), the file is refused
   as without the flag.
 
-Fitting (:func:`fit_checkpoint`):
 
-* Wrappers ``{'state_dict' | 'model' | 'model_state_dict' | 'net' | 'ema' | ...: weights}`` are
-  unwrapped (``key`` picks one explicitly, e.g. ``ema``).
-* The robustness library's layout (``module.model.*`` the network, ``module.attacker.*`` a copy
-  of it, ``module.normalizer.new_mean`` / ``new_std`` its normalisation; with or without the
-  ``module.`` of DataParallel) keeps the network, drops the attacker and uses the normaliser's
-  mean and std. That normaliser clamps its input to [0,1] first, and the clamp is part of the
-  model (zero input gradient at pixels at or beyond 0 and 1; outputs that ignore how far a
-  perturbed pixel leaves [0,1]): it is kept, on the architecture's normalisation layer, and the
-  card's ``input_clamp`` says so (``clamp=False`` drops it, and says that instead).
-* State dicts of the ``Sequential(Normalize, model)`` that older ``with_normalization`` built
-  (``0.mean``, ``0.std``, ``1.*``) load into today's wrapper (``normalize.*``, ``network.*``).
-* Prefixes ``module.`` (DataParallel), ``model.`` and ``_orig_mod.`` (``torch.compile``) are
-  stripped from the start of keys (``startswith``, never a substring) when that makes more keys
-  match the architecture.
-* Normalisation buffers stored in the checkpoint (``normalize.mean/std``, ``mean/std``,
-  ``mu/sigma``) replace the architecture's default normalisation; without them the default stays
-  and the card says so.
-* Loading is strict: any missing, unexpected or wrongly shaped key is an error whose one line
-  lists them. The only tolerated gaps are BatchNorm's ``num_batches_tracked`` counters (unused in
-  eval mode) and normalisation buffers (the architecture's defaults are kept). A classifier head
-  whose class count differs from the dataset's is refused unless ``replace_head=True``, which
-  keeps the architecture's freshly initialised head and marks the model as needing fine-tuning.
+Unwrapping (:func:`unwrap`): wrappers ``{'state_dict' | 'model' | 'model_state_dict' | 'net' | 'ema' |
+...: weights}`` are unwrapped (``key`` picks one explicitly, e.g. ``ema``).
 """
 
 from __future__ import annotations
@@ -66,16 +45,6 @@ TRUST_HINT = "pass --trust-checkpoint only if you trust where the file came from
 
 #: Keys under which training scripts store the weights, in order of preference.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "network", "ema", "state_dict_ema", "model_ema")
-#: Prefixes that wrappers add to every key (DataParallel / DDP, a ``model`` attribute, torch.compile).
-PREFIXES = ("module.", "model.", "_orig_mod.")
-#: (mean key, std key) pairs under which checkpoints store their input normalisation.
-NORMALIZATION_KEYS = (
-    ("normalizer.new_mean", "normalizer.new_std"),
-    ("normalize.mean", "normalize.std"),
-    ("normalization.mean", "normalization.std"),
-    ("mean", "std"),
-    ("mu", "sigma"),
-)
 
 # Plain-data classes that training scripts commonly pickle next to the weights; rebuilding them
 # runs no code from the file, so weights-only loading may accept them.
@@ -95,41 +64,10 @@ class Checkpoint:
     inert_objects: list[str] = field(default_factory=list)  # globals read as InertObject placeholders
 
 
-@dataclass
-class FitReport:
-    """How a checkpoint was fitted to an architecture (recorded as the model card's provenance)."""
-
-    wrapper_keys: list[str] = field(default_factory=list)
-    layout: str = "state dict"
-    stripped_prefixes: list[str] = field(default_factory=list)
-    normalization: str = "architecture default"
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    replaced_head: list[str] = field(default_factory=list)
-    checkpoint_classes: int | None = None
-    tolerated_missing: list[str] = field(default_factory=list)
-    clamp: str | None = None  # what happens to pixels outside [0,1] (set for robustness-library layouts)
-
-    def as_dict(self) -> dict:
-        data = {
-            "checkpoint_keys": self.wrapper_keys,
-            "layout": self.layout,
-            "stripped_prefixes": self.stripped_prefixes,
-            "normalization": self.normalization,
-        }
-        if self.mean is not None:
-            data.update(mean=self.mean, std=self.std)
-        if self.replaced_head:
-            data.update(replaced_head=self.replaced_head, checkpoint_classes=self.checkpoint_classes)
-        if self.tolerated_missing:
-            data["defaults_kept_for"] = self.tolerated_missing
-        if self.clamp is not None:
-            data["input_clamp"] = self.clamp
-        return data
-
-
 # ----------------------------------------------------------------------------------------- reading
-def _one_line(error: BaseException, limit: int = 160) -> str:
+def one_line(error: BaseException, limit: int = 160) -> str:
+    """``error``'s message on one line (whitespace runs collapsed), at most ``limit`` characters
+    (cut with an ellipsis); the exception's class name when it has no message."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -167,7 +105,7 @@ def _check_safetensors_extent(path: Path, size: int, header_length: int) -> None
             header = json.loads(stream.read(header_length))
         end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
-        raise PagbenchError(f"weights file {path} has a corrupt safetensors header ({_one_line(error)})") from error
+        raise PagbenchError(f"weights file {path} has a corrupt safetensors header ({one_line(error)})") from error
     if 8 + header_length + end > size:
         raise PagbenchError(f"weights file {path} is a truncated safetensors file ({size} bytes of {8 + header_length + end})")
 
@@ -192,7 +130,7 @@ def sniff_format(path: Path) -> str:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError, EOFError) as error:
-            raise PagbenchError(f"weights file {path} is truncated or corrupt (its zip directory is unreadable: {_one_line(error)})") from error
+            raise PagbenchError(f"weights file {path} is truncated or corrupt (its zip directory is unreadable: {one_line(error)})") from error
         if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
             return "torchscript"
         if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
@@ -375,7 +313,7 @@ def read_checkpoint(path, trust: bool = False, inert_objects: bool = False) -> C
         try:
             content = load_file(str(path), device="cpu")
         except Exception as error:
-            raise PagbenchError(f"weights file {path} is a corrupt safetensors file: {_one_line(error)}") from error
+            raise PagbenchError(f"weights file {path} is a corrupt safetensors file: {one_line(error)}") from error
         return Checkpoint(path, kind, sha256, content)
     if kind == "torchscript":
         if not trust:
@@ -383,7 +321,7 @@ def read_checkpoint(path, trust: bool = False, inert_objects: bool = False) -> C
         try:
             content = torch.jit.load(str(path), map_location="cpu")
         except Exception as error:
-            raise PagbenchError(f"weights file {path}: TorchScript could not be loaded ({_one_line(error)})") from error
+            raise PagbenchError(f"weights file {path}: TorchScript could not be loaded ({one_line(error)})") from error
         return Checkpoint(path, kind, sha256, content, trusted_load=True)
     allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
@@ -392,10 +330,10 @@ def read_checkpoint(path, trust: bool = False, inert_objects: bool = False) -> C
         return Checkpoint(path, kind, sha256, content)
     except pickle.UnpicklingError as error:
         if "weights only load failed" not in str(error).lower():
-            raise PagbenchError(f"weights file {path} is truncated or corrupt ({_one_line(error)})") from error
+            raise PagbenchError(f"weights file {path} is truncated or corrupt ({one_line(error)})") from error
         refused = error
     except Exception as error:  # truncated or corrupt data: any exception the reader happens to raise
-        raise PagbenchError(f"weights file {path} is truncated or corrupt ({_one_line(error)})") from error
+        raise PagbenchError(f"weights file {path} is truncated or corrupt ({one_line(error)})") from error
     if inert_objects and not trust:
         try:
             content, names = _load_with_inert_objects(path)
@@ -412,7 +350,7 @@ def read_checkpoint(path, trust: bool = False, inert_objects: bool = False) -> C
         content = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise PagbenchError(
-            f"weights file {path} could not be unpickled ({type(error).__name__}: {_one_line(error)}); "
+            f"weights file {path} could not be unpickled ({type(error).__name__}: {one_line(error)}); "
             "the code that defines its classes must be importable"
         ) from error
     return Checkpoint(path, kind, sha256, content, trusted_load=True)
@@ -447,233 +385,3 @@ def unwrap(checkpoint: Checkpoint, key: str | None = None):
         trail.append(wrapper)
     raise PagbenchError(f"{checkpoint.path}: weights nested deeper than expected under {'/'.join(trail)}")
 
-
-# ----------------------------------------------------------------------------------------- fitting
-def _listing(keys, limit: int = 4) -> str:
-    keys = list(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f", … (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else ("es" if word.endswith("ch") else "s"))
-
-
-def _shape(tensor) -> str:
-    return "x".join(map(str, tensor.shape)) or "scalar"
-
-
-#: What the card says about pixels outside [0,1] for robustness-library checkpoints.
-CLAMP_KEPT = "clamped to [0,1] before normalisation, as the robustness library's InputNormalize does (zero gradient at pixels at or beyond 0 and 1)"
-CLAMP_DROPPED = "none: pixels outside [0,1] pass unclamped (clamp=false; the robustness library itself clamps them to [0,1])"
-CLAMP_UNAVAILABLE = (
-    "none: the architecture's normalisation layer cannot clamp, but the robustness library clamps inputs to [0,1]; "
-    "outputs differ for inputs outside [0,1] and gradients at pixels at 0 or 1"
-)
-
-
-def is_robustness_layout(state: Mapping) -> bool:
-    """The robustness library's ``AttackerModel`` layout: ``[module.]model.*`` next to
-    ``[module.]attacker.*`` and/or ``[module.]normalizer.*``."""
-    keys = [key[len("module.") :] if key.startswith("module.") else key for key in state]
-    return any(k.startswith("model.") for k in keys) and any(k.startswith(("attacker.", "normalizer.")) for k in keys)
-
-
-def split_robustness_layout(state: Mapping):
-    """An ``AttackerModel`` state dict (``[module.]model.*``, ``[module.]attacker.*``,
-    ``[module.]normalizer.new_mean/new_std``) → (the network's weights, (new_mean, new_std) or
-    None). The attacker's copy of the network is dropped."""
-    plain = {(key[len("module.") :] if key.startswith("module.") else key): value for key, value in state.items()}
-    mean, std = plain.get("normalizer.new_mean"), plain.get("normalizer.new_std")
-    network = {key[len("model.") :]: value for key, value in plain.items() if key.startswith("model.")}
-    return network, ((mean, std) if mean is not None and std is not None else None)
-
-
-def _from_legacy_sequential(state: dict) -> dict:
-    """``0.mean``/``0.std``/``1.*`` (the Sequential that older ``with_normalization`` built) →
-    ``normalize.*``/``network.*``; other state dicts unchanged."""
-    if "0.mean" not in state or "0.std" not in state:
-        return state
-    rest = [key for key in state if key not in ("0.mean", "0.std")]
-    if not rest or not all(key.startswith("1.") for key in rest):
-        return state
-    renamed = {"normalize.mean": state["0.mean"], "normalize.std": state["0.std"]}
-    renamed.update({"network." + key[2:]: state[key] for key in rest})
-    return renamed
-
-
-def _strip_candidates(state: dict) -> list[tuple[dict, list[str]]]:
-    """``state`` with up to three wrapper prefixes stripped (each from the keys that start with
-    it), every combination, with the prefixes removed."""
-    candidates = [(state, [])]
-    frontier = candidates
-    for _ in range(3):
-        following = []
-        for current, removed in frontier:
-            for prefix in PREFIXES:
-                if not any(key.startswith(prefix) for key in current):
-                    continue
-                stripped = {(key[len(prefix) :] if key.startswith(prefix) else key): value for key, value in current.items()}
-                if len(stripped) == len(current):  # stripping must not merge two keys
-                    following.append((stripped, removed + [prefix]))
-        candidates = candidates + following
-        frontier = following
-    return candidates
-
-
-def _as_normalization(values, reference, what: str, source: str):
-    tensor = torch.as_tensor(values).detach().to(torch.float32).flatten()
-    if tensor.numel() == 1 and reference.numel() > 1:
-        tensor = tensor.expand(reference.numel())
-    if tensor.numel() != reference.numel():
-        raise PagbenchError(f"{source}: its normalisation {what} has {tensor.numel()} values, the architecture's has {reference.numel()}")
-    if not bool(torch.isfinite(tensor).all()):
-        raise PagbenchError(f"{source}: its normalisation {what} holds non-finite values {tensor.tolist()}")
-    if what == "std" and not bool((tensor > 0).all()):
-        raise PagbenchError(f"{source}: its normalisation std must be positive, got {tensor.tolist()}")
-    return tensor.reshape(reference.shape).clone()
-
-
-def fit_checkpoint(
-    module: torch.nn.Module,
-    state: Mapping,
-    *,
-    num_classes: int,
-    replace_head: bool = False,
-    normalization: tuple | None = None,
-    source: str = "checkpoint",
-    architecture: str = "the architecture",
-    report: FitReport | None = None,
-    clamp: bool | None = None,
-) -> FitReport:
-    """Load ``state`` (a dict of tensors) into ``module`` strictly; see the module doc.
-
-    ``module`` is an untrained architecture, e.g. a :class:`pagbench.models.wrappers.ImageClassifier`
-    (the weights then load into ``module.network``, or into the whole wrapper if the keys say so).
-    ``normalization`` = (mean, std) given by the user overrides any normalisation in ``state``.
-    ``num_classes`` is the dataset's class count. ``clamp``: None clamps inputs to [0,1] for
-    robustness-library layouts only (as that library does), True / False force it on / off (on
-    normalisation layers made by :func:`pagbench.models.loading.normalize_module`). Raises a one-line
-    :class:`PagbenchError`.
-    """
-    from pagbench.models.wrappers import ImageClassifier, normalizers
-
-    report = report or FitReport()
-    state = {str(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
-    if not state:
-        raise PagbenchError(f"{source} holds no tensors")
-    found_normalization = None
-    robustness = is_robustness_layout(state)
-    if robustness:
-        state, stored = split_robustness_layout(state)
-        report.layout = "robustness library: module.model.* kept, module.attacker.* and module.normalizer.* dropped"
-        if stored is not None:
-            found_normalization = (*stored, "checkpoint (robustness library module.normalizer.new_mean/new_std)")
-    elif isinstance(module, ImageClassifier):
-        legacy = _from_legacy_sequential(state)
-        if legacy is not state:
-            state = legacy
-            report.layout = "Sequential(Normalize, network) of older with_normalization: 0.* -> normalize.*, 1.* -> network.*"
-
-    targets = [("", module)]
-    if isinstance(module, ImageClassifier):
-        targets.append(("network", module.network))
-    best = None
-    for target_name, target in targets:
-        expected_keys = set(target.state_dict())
-        for candidate, removed in _strip_candidates(state):
-            score = (len(expected_keys & candidate.keys()), -len(removed), -len(target_name))
-            if best is None or score > best[0]:
-                best = (score, target_name, target, candidate, removed)
-    _, target_name, target, state, report.stripped_prefixes = best
-    state = dict(state)
-    expected = target.state_dict()
-
-    for mean_key, std_key in NORMALIZATION_KEYS:
-        if mean_key in state and std_key in state and mean_key not in expected and std_key not in expected:
-            mean, std = state.pop(mean_key), state.pop(std_key)
-            if found_normalization is None:
-                found_normalization = (mean, std, f"checkpoint ({mean_key}/{std_key})")
-
-    inner_normalizers = {name: child for name, child in normalizers(target).items()}
-    normalizer_keys = {f"{name}.{buffer}" if name else buffer for name in inner_normalizers for buffer in ("mean", "std")}
-    missing = [key for key in expected if key not in state]
-    report.tolerated_missing = [key for key in missing if key.endswith("num_batches_tracked") or key in normalizer_keys]
-    missing = [key for key in missing if key not in report.tolerated_missing]
-    unexpected = [key for key in state if key not in expected]
-    mismatched = [key for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
-
-    head = [
-        key
-        for key in mismatched
-        if state[key].ndim == expected[key].ndim >= 1
-        and expected[key].shape[0] == num_classes
-        and state[key].shape[1:] == expected[key].shape[1:]
-    ]
-    head_classes = {int(state[key].shape[0]) for key in head}
-    if head and head == mismatched and len(head_classes) == 1 and not missing and not unexpected:
-        classes = head_classes.pop()
-        if not replace_head:
-            raise PagbenchError(
-                f"{source} has a {classes}-class classifier ({_listing(head)}) but the dataset has {num_classes} classes: "
-                f"pagbench does not score a model on labels it was not trained for; pass --replace-head to put an untrained "
-                f"{num_classes}-class head on it (the result is then marked requires_finetuning)"
-            )
-        for key in head:
-            state.pop(key)
-        report.replaced_head, report.checkpoint_classes, mismatched = head, classes, []
-
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{_plural(len(missing), 'missing key')}: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"{_plural(len(unexpected), 'unexpected key')}: {_listing(unexpected)}")
-        if mismatched:
-            shown = [f"{key} (checkpoint {_shape(state[key])}, model {_shape(expected[key])})" for key in mismatched]
-            parts.append(f"{_plural(len(mismatched), 'shape mismatch')}: {_listing(shown, 3)}")
-        matched = len(expected) - len(missing) - len(report.tolerated_missing) - len(mismatched)
-        hint = f"; only {matched} of {len(expected)} keys fit: is the architecture right?" if matched < len(expected) / 2 else ""
-        stripped = f" (after stripping {', '.join(report.stripped_prefixes)})" if report.stripped_prefixes else ""
-        raise PagbenchError(f"{source} does not fit {architecture}{stripped}: " + "; ".join(parts) + hint)
-
-    merged = {key: state.get(key, value) for key, value in expected.items()}
-    target.load_state_dict(merged, strict=True)
-
-    if normalization is not None:
-        found_normalization = (normalization[0], normalization[1], "model options mean/std")
-    all_normalizers = normalizers(module)
-    for name, normalizer in all_normalizers.items():
-        for buffer in ("mean", "std"):
-            values = getattr(normalizer, buffer)
-            if not bool(torch.isfinite(values).all()):
-                raise PagbenchError(f"{source}: its normalisation {buffer} ({name + '.' if name else ''}{buffer}) holds non-finite values {values.flatten().tolist()}")
-    if found_normalization is not None:
-        mean, std, where = found_normalization
-        if len(all_normalizers) != 1:
-            count = "no" if not all_normalizers else str(len(all_normalizers))
-            raise PagbenchError(f"{source} comes with an input normalisation but {architecture} has {count} normalisation layers to put it in")
-        (normalizer,) = all_normalizers.values()
-        normalizer.mean.copy_(_as_normalization(mean, normalizer.mean, "mean", source))
-        normalizer.std.copy_(_as_normalization(std, normalizer.std, "std", source))
-        report.normalization = where
-        report.tolerated_missing = [key for key in report.tolerated_missing if key not in normalizer_keys]
-    elif all_normalizers and any(key in normalizer_keys for key in state):
-        report.normalization = "checkpoint (the architecture's normalisation buffers)"
-    if len(all_normalizers) == 1:
-        (normalizer,) = all_normalizers.values()
-        report.mean, report.std = normalizer.mean.flatten().tolist(), normalizer.std.flatten().tolist()
-    wanted = robustness if clamp is None else bool(clamp)
-    can_clamp = len(all_normalizers) == 1 and hasattr(next(iter(all_normalizers.values())), "clamp")
-    if robustness or clamp is not None:
-        if can_clamp:
-            next(iter(all_normalizers.values())).clamp = wanted
-        if wanted and not can_clamp:
-            report.clamp = CLAMP_UNAVAILABLE
-            if clamp:
-                raise PagbenchError(f"{architecture} has no pagbench normalisation layer that could clamp its input to [0,1]")
-        elif wanted:
-            report.clamp = CLAMP_KEPT if robustness else "clamped to [0,1] before normalisation"
-        else:
-            report.clamp = CLAMP_DROPPED if robustness else "none"
-    return report
