@@ -265,9 +265,11 @@ def metric_click_options() -> list[click.Option]:
     params = []
     for name, declared in _declared_metric_options().items():
         if declared.type == "flag":
-            params.append(click.Option([declared.cli_flag, name], is_flag=True, default=False, help=declared.help))
+            params.append(click.Option([declared.cli_flag, name], is_flag=True, default=False, help=declared.help,
+                                       hidden=declared.hidden))
         else:
-            params.append(click.Option([declared.cli_flag, name], type=_CLICK_TYPES[declared.type], default=None, help=declared.help))
+            params.append(click.Option([declared.cli_flag, name], type=_CLICK_TYPES[declared.type], default=None,
+                                       help=declared.help, hidden=declared.hidden))
     return params
 
 
@@ -398,7 +400,7 @@ def build_cli() -> click.Group:
     """A new root group, with the metrics' options, the plugins' defaults and every plugin's
     commands; the module-level commands are never changed, so each call reflects the plugins
     loaded at that time."""
-    from pagbench.extensions.manager import get_plugin_manager, record_failure
+    from pagbench.extensions.manager import call_hook, get_plugin_manager, record_failure
 
     manager = get_plugin_manager()
     group = _copy_command(cli)
@@ -407,11 +409,7 @@ def build_cli() -> click.Group:
     except Exception as error:  # a metric declaring an option twice, differently: report, keep the CLI
         record_failure("metrics", None, error)
     apply_plugin_defaults(group)
-    for implementation in manager.hook.register_commands.get_hookimpls():
-        try:
-            implementation.function(**{name: group for name in implementation.argnames})
-        except Exception as error:
-            record_failure(implementation.plugin_name, None, error)
+    call_hook(manager.hook.register_commands, group, builtins_first=False)
     return group
 
 

@@ -145,6 +145,27 @@ def record_failure(name: str, distribution: str | None, error: BaseException) ->
         _state.failures.append(failure)
 
 
+def call_hook(hook, value, builtins_first: bool = True, before=None) -> None:
+    """Call every implementation of ``hook`` (a ``manager.hook.<name>`` caller) with ``value`` as
+    each argument it names (every spec argument is a ``register``-like callback; an
+    implementation receives only the arguments it names). A plugin whose implementation raises is
+    reported (:func:`record_failure`) and the others still run.
+
+    ``builtins_first``: the built-in plugins' implementations first, then the others, each in
+    pluggy's order (else pluggy's order alone). ``before(plugin_name)`` is called before each call.
+    """
+    implementations = hook.get_hookimpls()
+    if builtins_first:
+        implementations = sorted(implementations, key=lambda impl: not is_builtin(impl.plugin_name))
+    for implementation in implementations:
+        if before is not None:
+            before(implementation.plugin_name)
+        try:
+            implementation.function(**{name: value for name in implementation.argnames})
+        except Exception as error:
+            record_failure(implementation.plugin_name, None, error)
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, loading entry points on first use."""
     if _state.manager is not None:

@@ -10,7 +10,7 @@ import difflib
 from typing import Generic, Iterator, TypeVar
 
 from pagbench.errors import UnknownNameError
-from pagbench.extensions.manager import get_plugin_manager, record_failure
+from pagbench.extensions.manager import call_hook, get_plugin_manager
 
 E = TypeVar("E")
 
@@ -108,18 +108,13 @@ class Registry(Generic[E]):
 def build_registry(kind: str) -> Registry:
     """Call every plugin's ``register_<kind>`` hook; a plugin whose hook raises is reported."""
     registry: Registry = Registry(kind)
-    manager = get_plugin_manager()
-    hook = getattr(manager.hook, KINDS[kind])
-    from pagbench.extensions.manager import is_builtin
+    hook = getattr(get_plugin_manager().hook, KINDS[kind])
+
+    def calling(plugin_name: str) -> None:
+        registry._current_plugin = plugin_name
 
     # built-ins first whatever pluggy's order (tryfirst/trylast), then in registration order
-    for implementation in sorted(hook.get_hookimpls(), key=lambda impl: not is_builtin(impl.plugin_name)):
-        registry._current_plugin = implementation.plugin_name
-        arguments = {name: registry.register for name in implementation.argnames}
-        try:
-            implementation.function(**arguments)
-        except Exception as error:
-            record_failure(implementation.plugin_name, None, error)
+    call_hook(hook, registry.register, before=calling)
     return registry
 
 

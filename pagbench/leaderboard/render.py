@@ -311,15 +311,10 @@ def render_seed_table(rows: list[Entry], shown: list) -> list[str]:
 def entry_columns() -> list:
     """The :class:`~pagbench.extensions.records.EntryColumn` columns of every plugin's
     ``register_board_columns`` hook, built-ins first; a plugin whose hook raises is reported."""
-    from pagbench.extensions.manager import get_plugin_manager, is_builtin, record_failure
+    from pagbench.extensions.manager import call_hook, get_plugin_manager
 
     columns = []
-    hook = get_plugin_manager().hook.register_board_columns
-    for implementation in sorted(hook.get_hookimpls(), key=lambda impl: not is_builtin(impl.plugin_name)):
-        try:
-            implementation.function(**{name: columns.append for name in implementation.argnames})
-        except Exception as error:
-            record_failure(implementation.plugin_name, None, error)
+    call_hook(get_plugin_manager().hook.register_board_columns, columns.append)
     return columns
 
 
