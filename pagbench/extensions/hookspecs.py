@@ -168,8 +168,8 @@ def register_checkpoint_layouts(register):
     normalisation or `None`). `description` becomes the card's `layout`, `normalization_source`
     its `normalization`. `clamps_input=True`: the layout's models clamp their input to [0,1]
     before normalising; the clamp is kept unless `--model-option clamp=false`, and the card's
-    `input_clamp` says `clamp_kept`, `clamp_dropped` or `clamp_unavailable`. The robustness
-    library's `AttackerModel` layout (`plugins/robustness_models/layout.py`) is one.
+    `input_clamp` says `clamp_kept`, `clamp_dropped` or `clamp_unavailable`. Layouts are tried in
+    registration order; the first that recognises a file is used.
     """
 
 
