@@ -265,9 +265,11 @@ def metric_click_options() -> list[click.Option]:
     params = []
     for name, declared in _declared_metric_options().items():
         if declared.type == "flag":
-            params.append(click.Option([declared.cli_flag, name], is_flag=True, default=False, help=declared.help))
+            params.append(click.Option([declared.cli_flag, name], is_flag=True, default=False, help=declared.help,
+                                       hidden=declared.hidden))
         else:
-            params.append(click.Option([declared.cli_flag, name], type=_CLICK_TYPES[declared.type], default=None, help=declared.help))
+            params.append(click.Option([declared.cli_flag, name], type=_CLICK_TYPES[declared.type], default=None,
+                                       help=declared.help, hidden=declared.hidden))
     return params
 
 

@@ -61,6 +61,7 @@ _NAMES = {
     'check_cache_dir': ('pagbench.evaluation.checks', 'check_cache_dir'),
     'check_device': ('pagbench.evaluation.checks', 'check_device'),
     'check_folder': ('pagbench.evaluation.checks', 'check_folder'),
+    'check_grid': ('pagbench.evaluation.checks', 'check_grid'),
     'check_model_options': ('pagbench.models.loading', 'check_model_options'),
     'check_pinned': ('pagbench.files.pinned', 'check_pinned'),
     'check_replaceable': ('pagbench.files.paths', 'check_replaceable'),

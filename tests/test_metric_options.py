@@ -89,13 +89,17 @@ def test_the_built_in_metrics_declare_the_committed_entry_keys():
     the key from declarations changes no entry id."""
     metrics = registry.metrics()
     declared = {option.name for metric in metrics for option in metric.options if option.key}
-    assert declared == {"robustness_epsilons", "headline_epsilon", "noise_levels"}
+    assert declared == {"robustness_epsilons", "headline_epsilon", "noise_levels", "lpips_random_backbone"}
     paths = sorted((ROOT / "leaderboard" / "entries").glob("*/*.json"))
     assert paths
+    from pagbench.leaderboard.store import entry_key
+
     for path in paths:
         entry = json.loads(path.read_text())
         generated = entry_key_fields(entry, metrics)
         assert generated == {name: entry["entry_key"][name] for name in declared}, path
+        # the whole key, in the stored order (new entries are written with the same layout)
+        assert list(entry_key(entry).items()) == list(entry["entry_key"].items()), path
 
 
 def test_declarations_are_checked():
@@ -115,3 +119,21 @@ def test_declarations_are_checked():
     with pytest.raises(ValueError, match="declared differently"):
         metric_option_declarations([A(), B()])
     assert BoardColumn("h", "a").position == 100
+
+
+def test_a_declared_flag_is_hidden_unset_false_and_checked_by_its_metric():
+    """``--lpips-random-backbone`` comes from the metric's declaration: hidden from ``--help``,
+    recorded as false when unset (the configuration's layout is unchanged), and a metric's
+    ``check_options`` refuses its bad values before any compute."""
+    from pagbench.cli import build_cli
+    from pagbench.errors import PagbenchError
+    from pagbench.evaluation.options import EvaluationOptions
+
+    help_text = CliRunner().invoke(build_cli(), ["evaluate", "--help"]).output
+    assert "--lpips-random-backbone" not in help_text
+    config = EvaluationOptions.create(model="bayes", lpips_random_backbone=None).as_dict()
+    assert config["lpips_random_backbone"] is False
+    keys = list(config)
+    assert keys.index("metrics") < keys.index("robustness_epsilons") < keys.index("data_root") < keys.index("lpips_random_backbone")
+    with pytest.raises(PagbenchError, match="is not in the ε grid"):
+        EvaluationOptions.create(model="bayes", robustness_epsilons=[0.5, 1.0], headline_epsilon=2.0).validate()

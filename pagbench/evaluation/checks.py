@@ -1,8 +1,8 @@
 """Validation of an evaluation's options before any compute (called by the runner's ``_check_options``).
 
-Every number must be finite and in range (σ ≥ 0, every ε and noise level > 0, all of them
-≤ :data:`MAX_PIXEL_SCALE`, grids of at most :data:`MAX_GRID_POINTS` points, a headline ε given
-with a grid must be one of its points), the device must be one pagbench runs on, the
+Every number must be finite and in range (σ ≥ 0 and ≤ :data:`MAX_PIXEL_SCALE`; the options
+metrics declare are checked by each metric's ``check_options``, with :func:`pixel_scale`,
+:func:`check_grid` and :func:`in_grid`), the device must be one pagbench runs on, the
 environment variables pagbench reads must parse, provider options must be keys the chosen
 providers declare, model-card and normalisation options must be finite numbers, and the cache
 directory must be a folder files can be created in. Each problem is one
@@ -25,10 +25,10 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 #: Option keys every provider accepts: trust is granted by the command line (see pagbench.files.trust),
 #: and ``--trust-pickle`` is passed to every provider.
 ALWAYS_ACCEPTED = ("trust_pickle",)
-#: Most points a grid (``--sigmas``, ``--epsilons``, ``--noise-levels``) may have: each point is a
+#: Most points a grid (``--sigmas``, or one a metric declares) may have: each point is a
 #: pass over every image (a score, or a forward pass per direction).
 MAX_GRID_POINTS = 1000
-#: Largest σ, ε or noise level, in [0,1] pixel units: an image spans 1, so at 1e3 nothing of it is
+#: Largest σ (or a metric's ε, noise level, ...), in [0,1] pixel units: an image spans 1, so at 1e3 nothing of it is
 #: left, and far beyond it σ² overflows.
 MAX_PIXEL_SCALE = 1e3
 
@@ -127,15 +127,13 @@ def in_grid(value: float, grid) -> bool:
 
 
 def check_numbers(options) -> None:
+    """σ, then the options every registered metric declares (:meth:`~pagbench.evaluation.metrics.Metric.check_options`)."""
+    from pagbench.extensions import registry
+
     if options.sigma is not None:
         pixel_scale(options.sigma, "--sigma", strict=False)
-    check_grid(options.robustness_epsilons, "--epsilons")
-    check_grid(options.noise_levels, "--noise-levels")
-    if options.headline_epsilon is not None:
-        pixel_scale(options.headline_epsilon, "--headline-epsilon")
-        if options.robustness_epsilons is not None and not in_grid(options.headline_epsilon, options.robustness_epsilons):
-            grid = ",".join(f"{value:g}" for value in options.robustness_epsilons)
-            raise PagbenchError(f"--headline-epsilon {options.headline_epsilon:g} is not in the ε grid ({grid}); add it to --epsilons")
+    for metric in registry.metrics():
+        metric.check_options(options)
 
 
 def check_model_options(options: dict) -> None:

@@ -35,7 +35,9 @@ class MetricOption:
     metric's (or the dataset's) own choice". ``key``: the option changes the numbers, so two results
     that differ in it are different leaderboard rows; ``setting`` names the key in the metric's
     recorded settings (``result["metric_settings"][metric]``) holding the value the run resolved,
-    which the entry key prefers over the raw option (None: the raw option only).
+    which the entry key prefers over the raw option (None: the raw option only). A ``flag`` joins
+    the key as true or false. ``hidden`` keeps the flag out of ``--help`` (e.g. a test-only switch).
+    Values are checked before any compute by the metric's :meth:`Metric.check_options`.
     """
 
     name: str
@@ -45,6 +47,7 @@ class MetricOption:
     flag: str | None = None
     key: bool = True
     setting: str | None = None
+    hidden: bool = False
 
     def __post_init__(self):
         if self.type not in OPTION_TYPES:
@@ -169,6 +172,12 @@ class Metric:
     def outputs(self) -> dict[str, bool | None]:
         return {self.name: self.higher_is_better}
 
+    def check_options(self, options) -> None:
+        """Raise a one-line :class:`pagbench.errors.PagbenchError` when this metric's option values
+        in ``options`` (an :class:`~pagbench.evaluation.options.EvaluationOptions`; read them with
+        :meth:`option`) are out of range. Called for every registered metric before any data or
+        model is loaded."""
+
     def check_available(self, setup) -> None:
         """Raise :class:`pagbench.errors.MetricUnavailable` when the metric cannot run.
 
@@ -235,6 +244,8 @@ def entry_key_fields(result: dict, metrics) -> dict:
                 value = config.get(option.name)
             if isinstance(value, tuple):
                 value = list(value)
+            if option.type == "flag" and (value is not None or option.name in always):
+                value = bool(value)
             if value is None and option.name not in always and option.name not in key:
                 continue
             if key.get(option.name) is None:

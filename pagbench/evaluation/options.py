@@ -266,13 +266,15 @@ class EvaluationOptions:
     manifold_provider: str | None = option(None, Flag("--manifold-provider", help="Manifold provider (default: the dataset's)."))
     metrics: tuple[str, ...] | None = option(None, Flag("--metric", name="metric_names", multiple=True,
                                                         help="Only these metrics (repeatable)."), coerce=_tuple_or_none)
-    #: the next three are declared by metrics (their flags come from the metric's MetricOption)
+    #: Options declared by metrics (:class:`pagbench.evaluation.metrics.MetricOption`: their flags, Python
+    #: keywords, checks and entry-key fields come from the declaration) that are also fields only to keep
+    #: the layout of the recorded configuration: these keys, in this place, null (false) when unset, as
+    #: in every result made so far. Their names must not appear anywhere else in the core.
     robustness_epsilons: tuple[float, ...] | None = option(None, coerce=_float_tuple)
     headline_epsilon: float | None = None
     noise_levels: tuple[float, ...] | None = option(None, coerce=_float_tuple)
     data_root: str | None = option(None, Flag("--data-root", type="path", help="Directory holding local dataset copies."))
-    lpips_random_backbone: bool = option(False, Flag("--lpips-random-backbone", is_flag=True, hidden=True,
-                                                     help="Test only: LPIPS with a random AlexNet."))
+    lpips_random_backbone: bool = False
     provider_options: dict = option(
         None,
         Flag("--provider-option", name="provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
@@ -336,7 +338,9 @@ class EvaluationOptions:
         declared = declared_metric_options()
         extra = dict(values.pop("metric_options", None) or {})
         for name in list(values):
-            if name not in _FIELD_NAMES:
+            if name in declared and name in _FIELD_NAMES and values[name] is None:
+                del values[name]  # a declared option left unset: the field's default (an unset flag: False)
+            elif name not in _FIELD_NAMES:
                 if name not in declared:
                     raise PagbenchError(f"unknown option {name!r}; options are {', '.join(sorted(_FIELD_NAMES | set(declared)))}")
                 extra[name] = values.pop(name)

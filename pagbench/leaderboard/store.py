@@ -82,7 +82,6 @@ ENTRY_KEY_FIELDS = (
     "score_provider",
     "manifold_provider",
     "provider_options",
-    "lpips_random_backbone",
 )
 #: Fields dropped from a result when it becomes an entry (fields outside the schema's
 #: :data:`~pagbench.results.documents.TOP_LEVEL_FIELDS` are dropped too).
@@ -107,7 +106,7 @@ def entry_key(result: dict) -> dict:
     from pagbench.evaluation.metrics import entry_key_fields
 
     config = result["config"]
-    resolved = entry_key_fields(result, registry.metrics())  # metric-declared key fields (ε grid, noise grid, ...)
+    resolved = entry_key_fields(result, registry.metrics())  # metric-declared key fields (grids, flags, ...)
     key = {}
     for name in ENTRY_KEY_FIELDS:
         value = resolved[name] if name in resolved else config.get(name)
@@ -117,7 +116,6 @@ def entry_key(result: dict) -> dict:
 
     # trust never changes the numbers and never travels with an entry (see pagbench.files.trust)
     key["provider_options"] = dict(sorted(strip_trust(key["provider_options"] or {}).items()))
-    key["lpips_random_backbone"] = bool(key["lpips_random_backbone"])
     # what is scored and at which precision join the key only when not the defaults, so the ids
     # of entries made before these options existed do not change
     from pagbench.evaluation.attributions import default_attribution

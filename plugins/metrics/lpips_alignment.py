@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pagbench.plugin import MetricUnavailable
 from pagbench.plugin import offline
-from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOption, MetricOutput
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILE
@@ -248,6 +248,8 @@ class LpipsAlignment(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
+    options = (MetricOption("lpips_random_backbone", "flag", default=False, hidden=True,
+                            help="Test only: LPIPS with a random AlexNet."),)
 
     def __init__(self, random_backbone: bool = False):
         self.random_backbone = random_backbone
@@ -258,7 +260,7 @@ class LpipsAlignment(Metric):
     def check_available(self, setup) -> None:
         """Cheap: the backbone file is there (:func:`check_backbone`); the network is built on the
         first :meth:`compute` (``prepare`` does no heavy work)."""
-        self._random = self.random_backbone or bool(getattr(setup.options, "lpips_random_backbone", False))
+        self._random = self.random_backbone or bool(self.option(setup.options, "lpips_random_backbone"))
         check_backbone(self._random)
 
     def describe(self, setup):

@@ -14,7 +14,8 @@ too. Cost: one extra forward pass per grid point and direction, so the default g
 
 from __future__ import annotations
 
-from pagbench.plugin import BoardColumn, Metric, MetricOption, MetricContext, MetricOutput
+from pagbench.plugin import BoardColumn, Metric, MetricOption, MetricContext, MetricOutput, PagbenchError
+from pagbench.plugin import check_grid, in_grid, pixel_scale
 
 
 def random_directions(basis, randomness):
@@ -81,6 +82,17 @@ class ManifoldRobustness(Metric):
 
     def derived_outputs(self):
         return {"manifold_robustness_off_on_ratio": False}
+
+    def check_options(self, options) -> None:
+        """Each ε > 0 and at most the largest pixel scale, a grid of 1 to the most grid points, and
+        a headline ε given with a grid one of its points."""
+        grid, headline = self.option(options, "robustness_epsilons"), self.option(options, "headline_epsilon")
+        check_grid(grid, "--epsilons")
+        if headline is not None:
+            pixel_scale(headline, "--headline-epsilon")
+            if grid is not None and not in_grid(headline, grid):
+                text = ",".join(f"{value:g}" for value in grid)
+                raise PagbenchError(f"--headline-epsilon {headline:g} is not in the ε grid ({text}); add it to --epsilons")
 
     def check_available(self, setup) -> None:
         self._grid = epsilon_grid(setup)

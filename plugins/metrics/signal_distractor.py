@@ -12,7 +12,7 @@ that relies on the signal and ignores the distractor has a ratio well above 1.
 from __future__ import annotations
 
 from pagbench.plugin import MetricUnavailable
-from pagbench.plugin import Metric, MetricOption, MetricContext, MetricOutput
+from pagbench.plugin import Metric, MetricOption, MetricContext, MetricOutput, check_grid
 
 
 class SignalDistractorRatio(Metric):
@@ -34,6 +34,9 @@ class SignalDistractorRatio(Metric):
 
     def derived_outputs(self):
         return {self.name: True}
+
+    def check_options(self, options) -> None:
+        check_grid(self.option(options, "noise_levels"), "--noise-levels")
 
     def check_available(self, setup) -> None:
         if not setup.dataset.has_signal_mask:
