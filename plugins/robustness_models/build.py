@@ -22,7 +22,7 @@ from pagbench.plugin import ModelCard
 from pagbench.plugin import PagbenchError
 from pagbench.plugin import BuiltModel, check_model_options, option_flag, with_normalization
 
-from .layout import CLAMP_DROPPED, CLAMP_KEPT, is_robustness_layout, split_robustness_layout
+from .layout import CLAMP_DROPPED, CLAMP_KEPT, is_robustness_layout, robustness_layout, split_robustness_layout
 
 from . import PREFIX
 from .architectures import DATASETS, build_network, canonical_arch, family_of, resnet_from_keys
@@ -246,6 +246,7 @@ def robustness_model(name: str, dataset, options: dict) -> BuiltModel:
             architecture=f"the robustness library's {family} {arch}",
             report=FitReport(wrapper_keys=wrapper_keys),
             clamp=clamp,
+            layouts=[robustness_layout()],  # this route's own layout, whichever other plugins are loaded
         )
     except PagbenchError as error:
         looks = family_of(network_state)
