@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pagbench.leaderboard.formatting import number
-from pagbench.leaderboard.seeds import SeedInterval, interval_text, seed_groups, seed_interval  # noqa: F401  (SeedInterval: until pagbench.plugin names seeds)
+from pagbench.leaderboard.seeds import interval_text, seed_groups, seed_interval
 from pagbench.leaderboard.store import (BOARD, CARDS, CONFIG_FIELDS, DEFAULT_ROOT, ENTRIES, GALLERIES, Entry, configuration,
                                         load_entries, safe_name)
 
