@@ -180,7 +180,7 @@ def test_hook_register_checkpoint_layouts(register_plugin):
 
     layout = CheckpointLayout(name="hook-layout", recognise=lambda state: "norm.m" in state, split=split,
                               description="hook layout: inner.* kept", normalization_source="checkpoint (norm.m/norm.s)",
-                              clamps_input=True, clamp_kept="kept by the hook layout")
+                              clamps_input=True, clamp_kept="kept by the hook layout", normalization_keys=(("nk.m", "nk.s"),))
 
     class Plugin:
         @hookimpl
@@ -197,6 +197,9 @@ def test_hook_register_checkpoint_layouts(register_plugin):
     assert torch.equal(model.network.weight, source.weight)
     assert report.layout == "hook layout: inner.* kept" and report.normalization == "checkpoint (norm.m/norm.s)"
     assert report.mean == [0.25] and report.std == [0.5] and report.clamp == "kept by the hook layout"
+    bare = dict(source.state_dict(), **{"nk.m": torch.full((1,), 0.125), "nk.s": torch.full((1,), 2.0)})
+    report = fit_checkpoint(with_normalization(torch.nn.Linear(4, 3), (0.0,), (1.0,)), bare, num_classes=3)
+    assert report.normalization == "checkpoint (nk.m/nk.s)" and report.mean == [0.125] and report.clamp is None
 
 
 def test_hook_register_commands(example):

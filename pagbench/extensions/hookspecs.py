@@ -161,15 +161,18 @@ def register_attributions(register):
 @hookspec
 def register_checkpoint_layouts(register):
     """`register(CheckpointLayout(name, recognise, split, description, normalization_source,
-    clamps_input, clamp_kept, clamp_dropped, clamp_unavailable))` (`pagbench.plugin.CheckpointLayout`)
+    clamps_input, clamp_kept, clamp_dropped, clamp_unavailable, normalization_keys))`
+    (`pagbench.plugin.CheckpointLayout`)
     declares a checkpoint layout that `pagbench.plugin.fit_checkpoint` (and so `checkpoint:PATH`)
     recognises before fitting: `recognise(state)` says whether a dict of tensors is in it;
     `split(state)` returns (the network's weights, (mean, std) the file stores for its input
     normalisation or `None`). `description` becomes the card's `layout`, `normalization_source`
     its `normalization`. `clamps_input=True`: the layout's models clamp their input to [0,1]
     before normalising; the clamp is kept unless `--model-option clamp=false`, and the card's
-    `input_clamp` says `clamp_kept`, `clamp_dropped` or `clamp_unavailable`. Layouts are tried in
-    registration order; the first that recognises a file is used.
+    `input_clamp` says `clamp_kept`, `clamp_dropped` or `clamp_unavailable`.
+    `normalization_keys`: (mean key, std key) pairs under which files store a normalisation next
+    to a network's keys, tried before the core's. Layouts are tried in registration order; the
+    first that recognises a file is used.
     """
 
 

@@ -36,7 +36,6 @@ from pagbench.errors import PagbenchError
 PREFIXES = ("module.", "model.", "_orig_mod.")
 #: (mean key, std key) pairs under which checkpoints store their input normalisation.
 NORMALIZATION_KEYS = (
-    ("normalizer.new_mean", "normalizer.new_std"),
     ("normalize.mean", "normalize.std"),
     ("normalization.mean", "normalization.std"),
     ("mean", "std"),
@@ -89,7 +88,9 @@ class CheckpointLayout:
     the file stores one. ``clamps_input``: the layout's models clamp their input to [0,1] before
     normalising; fitting then keeps that clamp unless ``clamp=False``, and the card's
     ``input_clamp`` says ``clamp_kept`` / ``clamp_dropped`` / ``clamp_unavailable`` (the
-    architecture has no normalisation layer that can clamp).
+    architecture has no normalisation layer that can clamp). ``normalization_keys``: (mean key,
+    std key) pairs under which files store their normalisation next to the network's keys, tried
+    before :data:`NORMALIZATION_KEYS` whenever the layout is among those fitting considers.
     """
 
     name: str
@@ -101,6 +102,7 @@ class CheckpointLayout:
     clamp_kept: str = "clamped to [0,1] before normalisation"
     clamp_dropped: str = "none"
     clamp_unavailable: str = "none: the architecture's normalisation layer cannot clamp its input to [0,1]"
+    normalization_keys: tuple[tuple[str, str], ...] = ()
 
 
 def checkpoint_layouts() -> list[CheckpointLayout]:
@@ -202,7 +204,7 @@ def _recognise_layout(module, state: dict, layouts, report: FitReport):
     None, (mean, std, where) the file stores or None)."""
     from pagbench.models.wrappers import ImageClassifier
 
-    for layout in checkpoint_layouts() if layouts is None else layouts:
+    for layout in layouts:
         if layout.recognise(state):
             state, stored = layout.split(state)
             report.layout = layout.description
@@ -234,10 +236,12 @@ def _choose_target(module, state: dict, report: FitReport):
     return target, dict(state)
 
 
-def _pop_stored_normalization(state: dict, expected: Mapping, found):
-    """Step 3: normalisation buffers the file stores outside the network's keys are taken out of
-    ``state``; the first pair found is the normalisation unless a layout already gave one."""
-    for mean_key, std_key in NORMALIZATION_KEYS:
+def _pop_stored_normalization(state: dict, expected: Mapping, found, layouts):
+    """Step 3: normalisation buffers the file stores outside the network's keys (the layouts'
+    ``normalization_keys``, then :data:`NORMALIZATION_KEYS`) are taken out of ``state``; the first
+    pair found is the normalisation unless a layout already gave one."""
+    pairs = [pair for layout in layouts for pair in layout.normalization_keys] + list(NORMALIZATION_KEYS)
+    for mean_key, std_key in pairs:
         if mean_key in state and std_key in state and mean_key not in expected and std_key not in expected:
             mean, std = state.pop(mean_key), state.pop(std_key)
             if found is None:
@@ -371,9 +375,10 @@ def fit_checkpoint(
     state = {str(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
     if not state:
         raise PagbenchError(f"{source} holds no tensors")
+    layouts = checkpoint_layouts() if layouts is None else list(layouts)
     state, layout, found = _recognise_layout(module, state, layouts, report)
     target, state = _choose_target(module, state, report)
-    found = _pop_stored_normalization(state, target.state_dict(), found)
+    found = _pop_stored_normalization(state, target.state_dict(), found, layouts)
     normalizer_keys = {f"{name}.{buffer}" if name else buffer for name in normalizers(target) for buffer in ("mean", "std")}
     _load_strictly(target, state, normalizer_keys, num_classes=num_classes, replace_head=replace_head, source=source,
                    architecture=architecture, report=report)

@@ -55,4 +55,5 @@ def robustness_layout():
         clamp_kept=CLAMP_KEPT,
         clamp_dropped=CLAMP_DROPPED,
         clamp_unavailable=CLAMP_UNAVAILABLE,
+        normalization_keys=(("normalizer.new_mean", "normalizer.new_std"),),  # the normaliser next to a bare network
     )
