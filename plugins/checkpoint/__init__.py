@@ -3,9 +3,10 @@
 ``checkpoint:PATH --arch ARCH`` loads the file's weights into the untrained network of any
 registered model name ARCH (a zoo name such as ``resnet18-cifar10-standard-0``, ``timm:NAME``, or
 a plugin's model). Raw state dicts, training-script wrappers, DataParallel / torch.compile
-prefixes, the robustness library's layout and safetensors files load strictly, with a report of
-missing and unexpected keys (see :func:`pagbench.plugin.fit_checkpoint`). A file holding a whole pickled
-module or a TorchScript program needs ``--trust-checkpoint`` and no ``--arch``.
+prefixes, the layouts other plugins declare (``register_checkpoint_layouts``, e.g. the robustness
+library's) and safetensors files load strictly, with a report of missing and unexpected keys (see
+:func:`pagbench.plugin.fit_checkpoint`). A file holding a whole pickled module or a TorchScript
+program needs ``--trust-checkpoint`` and no ``--arch``.
 """
 
 from pagbench.plugin import ModelCard, hookimpl, lazy_family
