@@ -67,6 +67,7 @@ _NAMES = {
     'check_replaceable': ('pagbench.files.paths', 'check_replaceable'),
     'check_writable_file': ('pagbench.files.paths', 'check_writable_file'),
     'console': ('pagbench.console', 'console'),
+    'cosine': ('pagbench.evaluation.metrics', 'cosine'),
     'datasets': ('pagbench.extensions.registry', 'datasets'),
     'describe_options': ('pagbench.models.loading', 'describe_options'),
     'entry_key': ('pagbench.leaderboard.store', 'entry_key'),

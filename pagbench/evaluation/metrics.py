@@ -68,6 +68,12 @@ class BoardColumn:
     or when at least one of its rows reports the output or a reason for it. ``rank`` (1 first)
     makes the column a sort key of the board, best value first (the leaderboard ranks by the
     rank-1 output, ties broken by the next), and puts it on every model card's entry table.
+
+    Texts of the board's header: ``legend`` explains the column in the list of columns (markdown;
+    continuation lines indented by two spaces; empty: not listed); ``note``, on a ranking column,
+    says why it ranks (markdown, after the sorting rule). ``baseline``, with ``baseline_label``:
+    an output whose distinct values over a table's rows are given above it (e.g. what a random
+    direction scores).
     """
 
     header: str
@@ -77,6 +83,10 @@ class BoardColumn:
     position: int = 100
     always: bool = False
     rank: int | None = None
+    legend: str = ""
+    note: str = ""
+    baseline: str | None = None
+    baseline_label: str = ""
 
 
 @dataclass
@@ -146,6 +156,17 @@ class MetricOutput:
 
     values: dict[str, "torch.Tensor"] = field(default_factory=dict)
     curves: dict[str, "torch.Tensor"] = field(default_factory=dict)
+
+
+def cosine(first, second):
+    """Per-image cosine of two (B, ...) tensors in float64, (B,); NaN where either is zero."""
+    import torch
+
+    a = first.reshape(first.shape[0], -1).double()
+    b = second.reshape(second.shape[0], -1).double()
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    value = (a * b).sum(1) / norms
+    return torch.where(norms > 0, value, torch.full_like(value, float("nan")))
 
 
 class Metric:

@@ -79,8 +79,9 @@ def compute_gallery(models: Sequence[str], *, dataset: str | None = None, split:
     first_image + num_images − 1`` of ``split`` (``dataset`` None: the default dataset), through
     the runner's pipeline (:func:`pagbench.evaluation.runner.prepare_all`, :func:`pagbench.evaluation.runner.iter_batches`):
     the models share the dataset, the providers and the geometry cache, so the score is computed
-    once. Each cosine is the one ``score_cosine`` reports for that image (the gradient resized to
-    the score's resolution when the dataset is scored at another, ``Dataset.score_image_shape``).
+    once. Each cosine is cos(g, s) per image, :func:`pagbench.evaluation.metrics.cosine` as the
+    metrics compute it (the gradient resized to the score's resolution when the dataset is scored
+    at another, ``Dataset.score_image_shape``).
     ``gradient`` None: the dataset's default, as for ``evaluate``. Zoo models train on first use."""
     from pagbench.evaluation.options import EvaluationOptions
     from pagbench.evaluation.runner import prepare_all
@@ -112,6 +113,7 @@ def _draw(setups, split, gradient, first_image, num_images, cache) -> "GalleryDa
     import torch
 
     from pagbench.evaluation.cache import GeometryCache
+    from pagbench.evaluation.metrics import cosine
     from pagbench.errors import MetricUnavailable
     from pagbench.evaluation.runner import iter_batches
 
@@ -138,22 +140,10 @@ def _draw(setups, split, gradient, first_image, num_images, cache) -> "GalleryDa
         if context.score is not None:
             if data.score is None:
                 data.score_kind, data.sigma, data.score = setup.score_kind, setup.sigma, context.score.double().cpu().numpy()
-            data.cosines[name] = context.masked(score_cosine(context.gradient_for_score(), context.score)).numpy()
+            data.cosines[name] = context.masked(cosine(context.gradient_for_score(), context.score)).numpy()
         else:
             data.cosines[name] = torch.full((num_images,), float("nan"), dtype=torch.float64).numpy()
     return data
-
-
-def score_cosine(gradient, score):
-    """Per-image cos(g, s) of two (B, ...) tensors in float64; NaN where either is zero (as the
-    ``score_cosine`` metric computes it)."""
-    import torch
-
-    a = gradient.reshape(gradient.shape[0], -1).double()
-    b = score.reshape(score.shape[0], -1).double()
-    norms = a.norm(dim=1) * b.norm(dim=1)
-    value = (a * b).sum(1) / norms
-    return torch.where(norms > 0, value, torch.full_like(value, float("nan")))
 
 
 def _normalised(array):

@@ -121,6 +121,41 @@ def ranked_columns() -> list:
                   key=lambda item: item[0].rank)
 
 
+def ranking_text() -> str:
+    """The header's sorting rule (the ranked outputs, best first, then the model name) and the
+    ranking columns' notes (markdown lines)."""
+    from pagbench.extensions import registry
+
+    directions = {metric.name: metric.higher_is_better for metric in registry.metrics()}
+    ranked = ranked_columns()
+    keys = [f"{column.output} ({'ascending' if directions.get(metric, True) is False else 'descending'})"
+            for column, metric in ranked]
+    if keys:
+        keys[0] = f"**Sorted by `{ranked[0][0].output}`**" + keys[0][len(ranked[0][0].output):]
+        lines = [", then ".join([*keys, "model name."])]
+    else:
+        lines = ["**Sorted by model name.**"]
+    return "\n".join(lines + [column.note for column, _ in ranked if column.note])
+
+
+def baselines(rows: list[Entry]) -> list[tuple[str, list[str]]]:
+    """(label, distinct values) of each declared column ``baseline`` that some of ``rows`` report
+    (values as 4-digit numbers, sorted): what a table's numbers compare against."""
+    found = []
+    for column, _ in declared_columns():
+        if column.baseline is None:
+            continue
+        values = sorted({number(entry.value(column.baseline), 4) for entry in rows if entry.value(column.baseline) is not None})
+        if values:
+            found.append((column.baseline_label or column.baseline, values))
+    return found
+
+
+def metric_legend() -> str:
+    """The header's lines for the registered metrics' columns that explain themselves (``legend``), in board order."""
+    return "".join(f"- **{column.header}**: {column.legend}\n" for column, _ in declared_columns() if column.legend)
+
+
 def primary_metric() -> str:
     """The output the board ranks by first (the rank-1 column's)."""
     ranked = ranked_columns()
@@ -214,25 +249,12 @@ files in [`entries/`](entries) and cannot drift from them (CI fails when they do
 - Re-check a row: `pagbench leaderboard verify entries/<dataset>/<entry>.json [--num-images N]`.
 - Rebuild this board from scratch: `scripts/build_board.sh` (evaluates, adds, draws the galleries, builds).
 
-**Sorted by `{primary}`** (descending), then accuracy (descending), then model name.
-`{primary}` is the primary metric because it is exact for the embedded data (the Bayes-optimal
-model scores 1), is computed for every dataset with a score provider, and needs no downloaded
-network; `lpips_alignment` (the paper's metric) needs the AlexNet weights and is shown where available.
+{ranking}
 
 **Columns.**
 - **model**: the registered model name, linked to its model card.
 - **regime, strength**: the training regime and its strength in the regime's own units, from the model card.
-- **accuracy**: top-1 accuracy on the evaluated images.
-- **score_cosine ± se**: mean over images of cos(g, s) between the model's input gradient g and the
-  score s (see the table's configuration), ± standard error. Higher is better.
-- **lpips_alignment**: 1 − LPIPS(ĝ, ŝ) with ĝ = g/max|g|, ŝ = s/max|s| (AlexNet LPIPS v0.1).
-  Higher is better. `n/a` with a numbered note giving the reason when the run could not compute it.
-- **on_manifold_fraction**: ‖P_T g‖²/‖g‖², the share of the gradient's energy in the tangent
-  space (a random direction scores k/D, given above each table). Higher is better.
-- **off/on ratio**: mean softmax-L1 change under a random off-manifold perturbation of norm ε over
-  the same along the manifold, at the headline ε given above each table. Lower is better; below 1
-  means off-manifold robust.
-{entry_columns}- **images**: the number of images (the first N of the split). **pagbench**: the version that computed the row.
+{metric_columns}{entry_columns}- **images**: the number of images (the first N of the split). **pagbench**: the version that computed the row.
 - **config**: the evaluation settings in which the row differs from the table's common configuration; `-` for none.
 - **gallery**: the entry's gradient gallery (input, the model's input gradient, the score), when drawn.
 - **sanity**: the sanity flags the run raised (⚠ before the model name too), `ok` when none, `unchecked` for
@@ -348,7 +370,8 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     extra_cells = {column.name: dict(zip((entry.path for entry in entries), column.cells(results))) for column in extra}
     legend = "".join(f"- **{column.name}**: {column.description}\n" for column in extra)
     rules = "\n".join(column.rule for column in extra if column.rule)
-    lines = [HEADER.format(note=GENERATED_NOTE, primary=primary_metric(), entry_columns=legend, sanity=sanity_legend(), rules=rules)]
+    lines = [HEADER.format(note=GENERATED_NOTE, ranking=ranking_text(), metric_columns=metric_legend(), entry_columns=legend,
+                           sanity=sanity_legend(), rules=rules)]
     datasets = sorted({entry.dataset for entry in entries})
     if not datasets:
         lines.append("No entries yet.\n")
@@ -357,9 +380,7 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
         common = common_configuration(rows)
         lines.append(f"## {dataset}\n")
         lines.append(f"Common configuration: {describe_configuration(common)}.")
-        randoms = sorted({number(entry.value("on_manifold_fraction_random"), 4) for entry in rows if entry.value("on_manifold_fraction_random") is not None})
-        if randoms:
-            lines.append(f"Random on-manifold fraction k/D: {', '.join(randoms)}.")
+        lines += [f"{label}: {', '.join(values)}." for label, values in baselines(rows)]
         fingerprints = Counter(entry.config.get("dataset_fingerprint") or "unknown" for entry in rows)
         if len(fingerprints) == 1:
             lines.append(f"Dataset fingerprint {code(next(iter(fingerprints)))}.")

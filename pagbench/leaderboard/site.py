@@ -288,7 +288,8 @@ def _options(values) -> str:
 
 
 def _dataset_section(dataset: str, rows: list[Entry], index: int, root: Path, extra, extra_cells) -> str:
-    from pagbench.leaderboard.render import FLAG_MARK, common_configuration, metric_columns, number, overview_path, raised_flags
+    from pagbench.leaderboard.render import (FLAG_MARK, baselines, common_configuration, metric_columns, overview_path,
+                                             raised_flags)
 
     notes = _Notes()
     common = common_configuration(rows)
@@ -297,11 +298,7 @@ def _dataset_section(dataset: str, rows: list[Entry], index: int, root: Path, ex
     section = f"ds-{index}"
     parts = [f'<section class="dataset" id="{section}"><h2>{text(dataset)}</h2>']
     parts.append(f"<details class=\"common\" open><summary>Common configuration (shared by most rows)</summary>{_config_list(common)}")
-    randoms = sorted({number(entry.value("on_manifold_fraction_random"), 4) for entry in rows
-                      if entry.value("on_manifold_fraction_random") is not None})
-    facts = []
-    if randoms:
-        facts.append(f"Random on-manifold fraction k/D: {esc(', '.join(randoms))}.")
+    facts = [f"{esc(label)}: {esc(', '.join(values))}." for label, values in baselines(rows)]
     fingerprints = sorted({clean_text(entry.config.get("dataset_fingerprint") or "unknown") for entry in rows})
     if len(fingerprints) == 1:
         facts.append(f"Dataset fingerprint <code>{esc(fingerprints[0])}</code>.")

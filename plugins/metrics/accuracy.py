@@ -11,7 +11,8 @@ from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
 
 class Accuracy(Metric):
     name = "accuracy"
-    board_columns = (BoardColumn("accuracy", "accuracy", position=10, always=True, rank=2),)
+    board_columns = (BoardColumn("accuracy", "accuracy", position=10, always=True, rank=2,
+                                 legend="top-1 accuracy on the evaluated images."),)
     higher_is_better = True
     description = "Top-1 accuracy on the evaluated images."
     value_ranges = {"accuracy": (0.0, 1.0)}

@@ -244,7 +244,10 @@ def to_lpips_input(images):
 
 class LpipsAlignment(Metric):
     name = "lpips_alignment"
-    board_columns = (BoardColumn("lpips_alignment", "lpips_alignment", position=30, always=True),)
+    board_columns = (BoardColumn(
+        "lpips_alignment", "lpips_alignment", position=30, always=True,
+        legend="1 − LPIPS(ĝ, ŝ) with ĝ = g/max|g|, ŝ = s/max|s| (AlexNet LPIPS v0.1).\n"
+               "  Higher is better. `n/a` with a numbered note giving the reason when the run could not compute it."),)
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."

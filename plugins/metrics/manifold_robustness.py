@@ -69,8 +69,11 @@ class ManifoldRobustness(Metric):
                      help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),
         MetricOption("headline_epsilon", "float", setting="headline_epsilon", help="ε reported as a number (must be in the grid)."),
     )
-    board_columns = (BoardColumn("off/on ratio", "manifold_robustness_off_on_ratio", unavailable_as="manifold_robustness",
-                                 position=50, always=True),)
+    board_columns = (BoardColumn(
+        "off/on ratio", "manifold_robustness_off_on_ratio", unavailable_as="manifold_robustness", position=50, always=True,
+        legend="mean softmax-L1 change under a random off-manifold perturbation of norm ε over\n"
+               "  the same along the manifold, at the headline ε given above each table. Lower is better; below 1\n"
+               "  means off-manifold robust."),)
 
     def __init__(self):
         self._grid: list[float] = []

@@ -13,7 +13,11 @@ from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
 
 class OnManifoldFraction(Metric):
     name = "on_manifold_fraction"
-    board_columns = (BoardColumn("on_manifold_fraction", "on_manifold_fraction", position=40, always=True),)
+    board_columns = (BoardColumn(
+        "on_manifold_fraction", "on_manifold_fraction", position=40, always=True,
+        legend="‖P_T g‖²/‖g‖², the share of the gradient's energy in the tangent\n"
+               "  space (a random direction scores k/D, given above each table). Higher is better.",
+        baseline="on_manifold_fraction_random", baseline_label="Random on-manifold fraction k/D"),)
     higher_is_better = True
     requires = frozenset({"gradient", "tangent_basis"})
     description = "Fraction of the squared gradient norm inside the tangent space (random = k/D)."

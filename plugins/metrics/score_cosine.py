@@ -6,23 +6,18 @@ With ``--sigmas`` it also reports the curve over the σ grid (``curves.score_cos
 
 from __future__ import annotations
 
-from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput
-
-
-def cosine(first, second):
-    """Per-image cosine of two (B, ...) tensors in float64; NaN where either is zero."""
-    import torch
-
-    a = first.reshape(first.shape[0], -1).double()
-    b = second.reshape(second.shape[0], -1).double()
-    norms = a.norm(dim=1) * b.norm(dim=1)
-    value = (a * b).sum(1) / norms
-    return torch.where(norms > 0, value, torch.full_like(value, float("nan")))
+from pagbench.plugin import BoardColumn, Metric, MetricContext, MetricOutput, cosine
 
 
 class ScoreCosine(Metric):
     name = "score_cosine"
-    board_columns = (BoardColumn("score_cosine ± se", "score_cosine", with_stderr=True, position=20, always=True, rank=1),)
+    board_columns = (BoardColumn(
+        "score_cosine ± se", "score_cosine", with_stderr=True, position=20, always=True, rank=1,
+        legend="mean over images of cos(g, s) between the model's input gradient g and the\n"
+               "  score s (see the table's configuration), ± standard error. Higher is better.",
+        note="`score_cosine` is the primary metric because it is exact for the embedded data (the Bayes-optimal\n"
+             "model scores 1), is computed for every dataset with a score provider, and needs no downloaded\n"
+             "network; `lpips_alignment` (the paper's metric) needs the AlexNet weights and is shown where available."),)
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "Cosine similarity between the input gradient and the paired score (1 = aligned)."
