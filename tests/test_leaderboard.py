@@ -79,7 +79,7 @@ def test_entry_key_has_the_number_changing_fields_only(result):
     key = entry_key(result)
     # the configuration's fields, then those the metrics declare part of the key
     assert tuple(key)[: len(ENTRY_KEY_FIELDS)] == ENTRY_KEY_FIELDS
-    assert set(key) - set(ENTRY_KEY_FIELDS) == {"robustness_epsilons", "headline_epsilon", "noise_levels"}
+    assert set(key) - set(ENTRY_KEY_FIELDS) == {"robustness_epsilons", "headline_epsilon", "noise_levels", "lpips_random_backbone"}
     assert key["score"] == "posterior" and key["sigma"] == 0.0  # resolved, not "auto" / None
     assert key["robustness_epsilons"] == [1.0] and key["headline_epsilon"] == 1.0  # resolved from metric_settings
     other = copy.deepcopy(result)
