@@ -133,7 +133,16 @@ def test_a_declared_flag_is_hidden_unset_false_and_checked_by_its_metric():
     assert "--lpips-random-backbone" not in help_text
     config = EvaluationOptions.create(model="bayes", lpips_random_backbone=None).as_dict()
     assert config["lpips_random_backbone"] is False
+    # declared with recorded_after: every run records them, null when unset, where the core's fields were
     keys = list(config)
-    assert keys.index("metrics") < keys.index("robustness_epsilons") < keys.index("data_root") < keys.index("lpips_random_backbone")
+    at = keys.index("metrics")
+    assert keys[at:at + 6] == ["metrics", "robustness_epsilons", "headline_epsilon", "noise_levels", "data_root",
+                               "lpips_random_backbone"]
+    assert config["robustness_epsilons"] is None and config["noise_levels"] is None
+    options = EvaluationOptions(model="bayes", robustness_epsilons=[0.5, 1.0], headline_epsilon=None)
+    assert options.metric_options == {"robustness_epsilons": (0.5, 1.0)}
+    assert options.robustness_epsilons == (0.5, 1.0) and options.lpips_random_backbone is False
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        EvaluationOptions(model="bayes", no_such_option=1)
     with pytest.raises(PagbenchError, match="is not in the ε grid"):
         EvaluationOptions.create(model="bayes", robustness_epsilons=[0.5, 1.0], headline_epsilon=2.0).validate()

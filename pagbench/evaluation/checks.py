@@ -122,7 +122,7 @@ def check_grid(values, option: str, strict: bool = True) -> None:
 
 def in_grid(value: float, grid) -> bool:
     """Whether ``value`` is a point of ``grid`` to the 6 significant digits grids are printed with
-    (``--epsilons 0.001:100:20`` has 2.63665…; typing 2.63665 selects it)."""
+    (a grid ``0.001:100:20`` has 2.63665…; typing 2.63665 selects it)."""
     return any(math.isclose(float(value), float(point), rel_tol=1e-5, abs_tol=0.0) for point in grid)
 
 

@@ -37,6 +37,10 @@ class MetricOption:
     recorded settings (``result["metric_settings"][metric]``) holding the value the run resolved,
     which the entry key prefers over the raw option (None: the raw option only). A ``flag`` joins
     the key as true or false. ``hidden`` keeps the flag out of ``--help`` (e.g. a test-only switch).
+    ``recorded_after`` names the configuration key this option follows: the option is then recorded
+    in every run's configuration, None (false for a flag) when unset, right after that key (at the
+    end when the key is absent), so results keep the layout they had when the option was a field
+    of the core's options; without it the option is recorded, at the end, only when set.
     Values are checked before any compute by the metric's :meth:`Metric.check_options`.
     """
 
@@ -48,6 +52,7 @@ class MetricOption:
     key: bool = True
     setting: str | None = None
     hidden: bool = False
+    recorded_after: str | None = None
 
     def __post_init__(self):
         if self.type not in OPTION_TYPES:

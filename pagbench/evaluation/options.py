@@ -159,10 +159,6 @@ def _tuple_or_none(value):
     return tuple(value)
 
 
-def _float_tuple(value):
-    return None if value is None else tuple(value)
-
-
 def key_values(items, flag: str) -> dict:
     """``("KEY=VALUE", ...)`` → ``{KEY: VALUE}``; an item without ``=`` is a one-line error."""
     values = {}
@@ -211,16 +207,17 @@ class EvaluationOptions:
     """What to evaluate and how.
 
     ``dataset`` of None is the plugins' default dataset (:func:`default_dataset`), resolved on
-    construction. ``gradient`` of None is the dataset's ``default_gradient`` (else ``logprob``). ``sigma`` (None: the score provider's default) and every ε / noise level are in
+    construction. ``gradient`` of None is the dataset's ``default_gradient`` (else ``logprob``). ``sigma`` (None: the score provider's default) is in
     [0,1] pixel units. ``score="auto"`` pairs the score with the gradient (see
     :data:`pagbench.evaluation.scores.PAIRED_SCORE`). ``score_provider`` / ``manifold_provider`` of None use
     the dataset's defaults. ``metrics`` of None runs every registered metric that applies.
-    ``sigmas`` (None: no σ curves) is the σ grid of the ``score_cosine`` / ``lpips_alignment``
-    curves; the headline σ is added to it when absent. ``attribution`` names the attribution method
+    ``sigmas`` (None: no σ curves) is the σ grid of the metrics' σ curves
+    (:attr:`pagbench.evaluation.metrics.MetricContext.sigmas`); the headline σ is added to it when absent. ``attribution`` names the attribution method
     the gradient metrics score (None: the plugins' default, the raw input gradient) and
     ``attribution_options`` its settings. ``dtype`` is the precision of the model and inputs in
     the gradient pass. ``model_options`` reach the model factory (``weights``, ``arch``, ``trust_checkpoint``,
     ``replace_head``, ``--model-option KEY=VALUE``; see :func:`pagbench.models.loading.load_model`).
+    ``metric_options`` holds the values of the options metrics declare (their grids, flags, ...).
     """
 
     model: str
@@ -266,15 +263,7 @@ class EvaluationOptions:
     manifold_provider: str | None = option(None, Flag("--manifold-provider", help="Manifold provider (default: the dataset's)."))
     metrics: tuple[str, ...] | None = option(None, Flag("--metric", name="metric_names", multiple=True,
                                                         help="Only these metrics (repeatable)."), coerce=_tuple_or_none)
-    #: Options declared by metrics (:class:`pagbench.evaluation.metrics.MetricOption`: their flags, Python
-    #: keywords, checks and entry-key fields come from the declaration) that are also fields only to keep
-    #: the layout of the recorded configuration: these keys, in this place, null (false) when unset, as
-    #: in every result made so far. Their names must not appear anywhere else in the core.
-    robustness_epsilons: tuple[float, ...] | None = option(None, coerce=_float_tuple)
-    headline_epsilon: float | None = None
-    noise_levels: tuple[float, ...] | None = option(None, coerce=_float_tuple)
     data_root: str | None = option(None, Flag("--data-root", type="path", help="Directory holding local dataset copies."))
-    lpips_random_backbone: bool = False
     provider_options: dict = option(
         None,
         Flag("--provider-option", name="provider_option", multiple=True, help="KEY=VALUE passed to score/manifold providers."),
@@ -290,8 +279,9 @@ class EvaluationOptions:
         Flag("--model-option", name="model_option", multiple=True,
              help="KEY=VALUE for the model factory (e.g. input_size=64, card.regime=pgd)."),
         group="model", collect=_model_options_from, coerce=_dict_option, default_factory=dict)
-    #: values of options declared by metrics (:class:`pagbench.evaluation.metrics.MetricOption`) that are not
-    #: fields above; recorded in the configuration at the top level, like the fields
+    #: values of the options metrics declare (:class:`pagbench.evaluation.metrics.MetricOption`), by name;
+    #: recorded in the configuration at the top level, like the fields (see :meth:`as_dict`), and
+    #: readable as attributes (``options.NAME``)
     metric_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -304,14 +294,47 @@ class EvaluationOptions:
 
             object.__setattr__(self, "attribution", default_attribution())
 
+    def __getattr__(self, name: str):
+        """A metric-declared option read as an attribute (``options.NAME``): its value, None when
+        unset (false for a flag); any other missing name is an AttributeError."""
+        if name.startswith("_") or name == "metric_options":
+            raise AttributeError(name)
+        declared = declared_metric_options()
+        if name not in declared:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return _recorded_value(declared[name], self.__dict__.get("metric_options", {}).get(name))
+
     def as_dict(self) -> dict:
         """The configuration as recorded in a result: the fields, with ``metric_options`` spread
-        to the top level (absent when empty, so results of runs without them keep their layout)."""
+        to the top level. An option declared with ``recorded_after`` is always recorded (None, or
+        false for a flag, when unset) right after the key it names, as the field it once was; the
+        other metric options follow at the end, only when set (lists), so results of runs without
+        them keep their layout."""
         config = asdict(self)
         extra = config.pop("metric_options")
+        declared = declared_metric_options()
+        following: dict[str, list[str]] = {}
+        for name, declaration in declared.items():
+            if declaration.recorded_after is not None:
+                following.setdefault(declaration.recorded_after, []).append(name)
+        recorded: dict = {}
+
+        def place(key, value):
+            recorded[key] = value
+            for name in following.get(key, ()):
+                if name not in recorded and name not in config:
+                    place(name, _recorded_value(declared[name], extra.get(name)))
+
+        for key, value in config.items():
+            place(key, value)
+        for names in following.values():
+            for name in names:
+                if name not in recorded:
+                    place(name, _recorded_value(declared[name], extra.get(name)))
         for name, value in extra.items():
-            config[name] = list(value) if isinstance(value, tuple) else value
-        return config
+            if name not in recorded:
+                recorded[name] = list(value) if isinstance(value, tuple) else value
+        return recorded
 
     def metric_option(self, name: str, default=None):
         """A metric option's value: the field ``name`` if there is one, else ``metric_options[name]``;
@@ -338,16 +361,27 @@ class EvaluationOptions:
         declared = declared_metric_options()
         extra = dict(values.pop("metric_options", None) or {})
         for name in list(values):
-            if name in declared and name in _FIELD_NAMES and values[name] is None:
-                del values[name]  # a declared option left unset: the field's default (an unset flag: False)
-            elif name not in _FIELD_NAMES:
+            if name not in _FIELD_NAMES:
                 if name not in declared:
                     raise PagbenchError(f"unknown option {name!r}; options are {', '.join(sorted(_FIELD_NAMES | set(declared)))}")
                 extra[name] = values.pop(name)
             elif values[name] is not None and _FIELDS[name].metadata.get("coerce") is not None:
                 values[name] = _FIELDS[name].metadata["coerce"](values[name])
-        extra = {name: tuple(value) if isinstance(value, list) else value for name, value in extra.items() if value is not None}
+        extra = {name: _option_value(declared.get(name), value) for name, value in extra.items() if value is not None}
         return cls(**values, metric_options=extra)
+
+
+def _option_value(declaration, value):
+    """A metric option's Python value as stored: a list (any iterable for ``floats``) as a tuple."""
+    if isinstance(value, list) or (getattr(declaration, "type", None) == "floats" and not isinstance(value, (str, bytes, tuple))
+                                   and hasattr(value, "__iter__")):
+        return tuple(value)
+    return value
+
+
+def _recorded_value(declaration, value):
+    """The value recorded for a declared option: false for an unset flag, else the value (None when unset)."""
+    return False if value is None and declaration.type == "flag" else value
 
 
 def option_names() -> frozenset[str]:
@@ -450,3 +484,25 @@ def metric_options_from_config(config: dict) -> dict:
 
 _FIELDS = {item.name: item for item in fields(EvaluationOptions)}
 _FIELD_NAMES = frozenset(_FIELDS)
+_dataclass_init = EvaluationOptions.__init__
+
+
+def _init(self, *args, metric_options=None, **values):
+    """``EvaluationOptions(...)`` also takes the options registered metrics declare as keywords
+    (``EvaluationOptions(model=..., NAME=VALUE)``): they join ``metric_options``
+    (None left out, lists as tuples); another unknown keyword is a TypeError, as for any dataclass."""
+    extra = dict(metric_options or {})
+    unknown = [name for name in values if name not in _FIELD_NAMES]
+    if unknown:
+        declared = declared_metric_options()
+        for name in unknown:
+            if name not in declared:
+                raise TypeError(f"EvaluationOptions.__init__() got an unexpected keyword argument {name!r}")
+            value = values.pop(name)
+            if value is not None:
+                extra[name] = _option_value(declared[name], value)
+    _dataclass_init(self, *args, metric_options=extra, **values)
+
+
+_init.__doc__ = _init.__doc__
+EvaluationOptions.__init__ = _init

@@ -251,7 +251,7 @@ class LpipsAlignment(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
-    options = (MetricOption("lpips_random_backbone", "flag", default=False, hidden=True,
+    options = (MetricOption("lpips_random_backbone", "flag", default=False, hidden=True, recorded_after="data_root",
                             help="Test only: LPIPS with a random AlexNet."),)
 
     def __init__(self, random_backbone: bool = False):

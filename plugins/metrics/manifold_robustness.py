@@ -65,9 +65,10 @@ class ManifoldRobustness(Metric):
     value_ranges = {"manifold_robustness_on": (0.0, 2.0), "manifold_robustness_off": (0.0, 2.0),
                     "manifold_robustness_off_on_ratio": (0.0, float("inf"))}
     options = (
-        MetricOption("robustness_epsilons", "floats", flag="--epsilons", setting="epsilons",
+        MetricOption("robustness_epsilons", "floats", flag="--epsilons", setting="epsilons", recorded_after="metrics",
                      help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),
-        MetricOption("headline_epsilon", "float", setting="headline_epsilon", help="ε reported as a number (must be in the grid)."),
+        MetricOption("headline_epsilon", "float", setting="headline_epsilon", recorded_after="robustness_epsilons",
+                     help="ε reported as a number (must be in the grid)."),
     )
     board_columns = (BoardColumn(
         "off/on ratio", "manifold_robustness_off_on_ratio", unavailable_as="manifold_robustness", position=50, always=True,

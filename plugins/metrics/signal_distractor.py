@@ -22,7 +22,8 @@ class SignalDistractorRatio(Metric):
     description = "Output change under noise on the signal vs. on the distractor region."
     value_ranges = {"signal_sensitivity": (0.0, 2.0), "distractor_sensitivity": (0.0, 2.0), "signal_distractor_ratio": (0.0, float("inf"))}
     options = (
-        MetricOption("noise_levels", "floats", setting="noise_levels", help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
+        MetricOption("noise_levels", "floats", setting="noise_levels", recorded_after="headline_epsilon",
+                     help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
     )
 
     def __init__(self):
@@ -41,7 +42,7 @@ class SignalDistractorRatio(Metric):
     def check_available(self, setup) -> None:
         if not setup.dataset.has_signal_mask:
             raise MetricUnavailable(f"dataset {setup.dataset.name!r} has no signal/distractor mask")
-        levels = getattr(setup.options, "noise_levels", None) or setup.dataset.noise_levels
+        levels = self.option(setup.options, "noise_levels") or setup.dataset.noise_levels
         if not levels:
             raise MetricUnavailable(f"dataset {setup.dataset.name!r} defines no noise levels")
         self._levels = [float(level) for level in levels]
