@@ -194,9 +194,20 @@ def check_well_formed(text: str, headings: set[str]) -> None:
         assert re.match(r"^(https?://\S+|[A-Za-z0-9._/-]+)$", target), target
 
 
-def test_hostile_text_that_is_allowed_is_rendered_inert_on_the_board_and_the_card(run, result, tmp_path):
+def test_hostile_text_that_is_allowed_is_rendered_inert_on_the_board_and_the_card(run, result, tmp_path, register_plugin):
+    from pagbench import hookimpl
+    from pagbench.extensions.records import ModelCard, ModelFamily
     from pagbench.leaderboard.render import escape_text
 
+    class Zoo:  # a model family whose cards' provenance records the model cards show (card_fields)
+        @hookimpl
+        def register_models(self, register):
+            fields = ("paper", "clean_accuracy", "robust_accuracy", "link")
+            register(ModelFamily(prefix="hostile-zoo:", factory=lambda name, dataset: None,
+                                 card=lambda name: ModelCard(architecture="-", dataset="synthetic"),
+                                 card_fields={"zoo <x>": fields, "good": fields}))
+
+    register_plugin(Zoo(), name="hostile-zoo")
     root = tmp_path / "lb"
     document = changed(result, set_model("nasty-model"))
     card = document["config"]["model_card"]

@@ -91,7 +91,10 @@ class ModelFamily:
 
     ``factory(name, dataset, device)`` builds the model; ``card(name)`` describes it.
     ``factory`` may name an ``options`` argument and ``architecture`` builds untrained networks,
-    as for :class:`ModelEntry`.
+    as for :class:`ModelEntry`. ``card_fields`` ``{provenance key: (field, ...)}``: what the
+    family records under its cards' ``provenance`` that the leaderboard's model cards show beside
+    the PAG metrics, in that order (e.g. a model zoo's own accuracies); a record is shown when one
+    of these fields holds a finite number.
     """
 
     prefix: str
@@ -100,6 +103,7 @@ class ModelFamily:
     description: str = ""
     examples: tuple[str, ...] = ()
     architecture: Callable[..., Any] | None = None
+    card_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

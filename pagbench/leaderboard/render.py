@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -424,6 +425,33 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def card_fields() -> dict[str, tuple[str, ...]]:
+    """``{provenance key: fields}`` the registered model families show on the model cards
+    (:attr:`~pagbench.extensions.records.ModelFamily.card_fields`; the first family declaring a key wins)."""
+    from pagbench.extensions import registry
+
+    declared: dict[str, tuple[str, ...]] = {}
+    for entry in registry.models():
+        for source, names in (getattr(entry, "card_fields", None) or {}).items():
+            declared.setdefault(source, tuple(names))
+    return declared
+
+
+def recorded_provenance(card: dict) -> list[tuple[str, dict, tuple[str, ...]]]:
+    """(provenance key, record, fields to show) of the card's provenance records that a family
+    declares card fields for and that hold a finite number in one of them, by key."""
+    provenance = card.get("provenance") or {}
+    if not isinstance(provenance, dict):
+        return []
+    declared = card_fields()
+    return [(source, record, declared[source]) for source, record in sorted(provenance.items())
+            if source in declared and isinstance(record, dict) and any(_finite(record.get(f)) for f in declared[source])]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def render_card(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     """The model card of one model on one dataset, from its entries (the newest entry's card)."""
     root = Path(root)
@@ -438,15 +466,13 @@ def render_card(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     for name in ("architecture", "dataset", "regime", "strength", "source", "licence", "description"):
         value = card.get(name)
         lines.append(f"| {name} | {_escape('-' if value is None or value == '' else value)} |")
-    # what a model zoo records about the model (e.g. RobustBench's clean and robust accuracy),
-    # shown beside the PAG metrics: any flat record of numbers and text under provenance
-    for source, record in sorted((card.get("provenance") or {}).items()):
-        if isinstance(record, dict) and any(isinstance(record.get(f), (int, float)) for f in ("clean_accuracy", "robust_accuracy")):
-            for name in ("paper", "threat_model", "eps", "clean_accuracy", "robust_accuracy", "autoattack_accuracy", "link"):
-                if record.get(name) not in (None, ""):
-                    value = _short(record[name]) if isinstance(record[name], float) else record[name]
-                    shown = link(value, value) if name == "link" else escape_text(value)  # links only as http(s) URLs
-                    lines.append(f"| {escape_text(source)} {name} | {shown} |")
+    # what a model zoo records about the model, shown beside the PAG metrics (the families' card_fields)
+    for source, record, names in recorded_provenance(card):
+        for name in names:
+            if record.get(name) not in (None, ""):
+                value = _short(record[name]) if isinstance(record[name], float) else record[name]
+                shown = link(value, value) if name == "link" else escape_text(value)  # links only as http(s) URLs
+                lines.append(f"| {escape_text(source)} {name} | {shown} |")
     ranked = sorted(ranked_columns(), key=lambda item: (item[0].position, item[0].header))  # as on the board
     lines += ["", "## Entries", "", "| entry | images | configuration | " + " | ".join(c.header for c, _ in ranked) + " | gallery |",
               "|---|---:|---|" + "---|" * len(ranked) + "---|"]

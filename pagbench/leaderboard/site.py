@@ -517,7 +517,7 @@ def reproduce_command(entry: Entry) -> str:
 def render_entry_page(entry: Entry, root: str | Path = DEFAULT_ROOT, rank: int | None = None) -> str:
     """``site/<dataset>/<entry>.html``: model card and provenance, all metrics, sanity flags, the
     configuration, the curves as inline SVG, the gallery and the command that reproduces the row."""
-    from pagbench.leaderboard.render import number
+    from pagbench.leaderboard.render import number, recorded_provenance
 
     root = Path(root)
     card = entry.card
@@ -530,12 +530,9 @@ def render_entry_page(entry: Entry, root: str | Path = DEFAULT_ROOT, rank: int |
         body.append(f"<tr><th>{esc(name)}</th><td>{'-' if value is None or value == '' else value_html(value, None)}</td></tr>")
     body.append("</tbody></table>")
     provenance = card.get("provenance") or {}
-    recorded = [(source, record) for source, record in sorted(provenance.items()) if isinstance(record, dict)
-                and any(_finite(record.get(f)) for f in ("clean_accuracy", "robust_accuracy"))] if isinstance(provenance, dict) else []
-    for source, record in recorded:
+    for source, record, names in recorded_provenance(card):
         rows = "".join(f"<tr><th>{esc(name)}</th><td>{value_html(record[name], None)}</td></tr>"
-                       for name in ("paper", "threat_model", "eps", "clean_accuracy", "robust_accuracy", "autoattack_accuracy", "link")
-                       if record.get(name) not in (None, ""))
+                       for name in names if record.get(name) not in (None, ""))
         body.append(f"<h3>Recorded by {text(source)}</h3><table class=\"card\"><tbody>{rows}</tbody></table>")
     digest = entry.config.get("weights_sha256")
     body.append("<h2>Provenance</h2><p>Weights digest (SHA-256 of the evaluated model's weights): "

@@ -200,18 +200,20 @@ def _lazy_builder(module: str, builder: str):
 
 
 def lazy_family(prefix: str, module: str, builder: str, *, card, description: str = "", examples: tuple[str, ...] = (),
-                architecture=None) -> ModelFamily:
+                architecture=None, card_fields: dict | None = None) -> ModelFamily:
     """A :class:`ModelFamily` for every name starting with ``prefix`` whose factory imports
     ``module`` (a dotted module name, e.g. ``__name__ + ".build"``) only when a model is first
     built, so importing the plugin stays light (no torch, no model library). ``builder`` names the
     function of ``module`` that builds the model: it is called as ``builder(name, dataset[,
     device][, options])``, with ``device`` and ``options`` only when it names them. ``architecture``
     (untrained networks for ``checkpoint:PATH --arch``) is another function name of ``module``,
-    called the same way, or a callable used as it is (None: none). ``card(name)`` describes a model."""
+    called the same way, or a callable used as it is (None: none). ``card(name)`` describes a model;
+    ``card_fields``: see :class:`ModelFamily`."""
     if isinstance(architecture, str):
         architecture = _lazy_builder(module, architecture)
     return ModelFamily(prefix=prefix, factory=_lazy_builder(module, builder), card=card, description=description,
-                       examples=tuple(examples), architecture=architecture)
+                       examples=tuple(examples), architecture=architecture,
+                       card_fields={key: tuple(names) for key, names in (card_fields or {}).items()})
 
 
 def _card_overrides(options: dict) -> dict:

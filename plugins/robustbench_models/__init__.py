@@ -65,5 +65,7 @@ def register_models(register):
                 "weights from its model directory or --weights FILE; takes [0,1] images unchanged"
             ),
             examples=("robustbench:Carmon2019Unlabeled", "robustbench:cifar10/Linf/Wong2020Fast"),
+            card_fields={"robustbench": ("paper", "threat_model", "eps", "clean_accuracy", "robust_accuracy",
+                                         "autoattack_accuracy", "link")},
         )
     )
