@@ -125,7 +125,10 @@ def register_metrics(register):
     (`--name-with-dashes`), the `pagbench.evaluate(name=...)` keyword and the configuration key
     are generated from it, and `key=True` options (the default) join the leaderboard entry key,
     read from `metric_settings[metric][setting]` (what `describe` recorded) or else the
-    configuration. Read a value with `self.option(options, name)`. `board_columns =
+    configuration. Read a value with `self.option(options, name)`; `check_options(options)` refuses
+    a bad value (one `PagbenchError` line) before any data or model is loaded. `hidden=True` keeps
+    a flag out of `--help`; `recorded_after=KEY` records the option in every run's configuration
+    (null, or false for a flag, when unset) right after KEY. `board_columns =
     (BoardColumn(header, output),)` adds columns to the leaderboard (`position` orders them,
     `with_stderr` appends ± se, `always` shows the column even when no row reports it, `rank=N`
     makes it the N-th sort key of the board and a column of every model card; the built-ins rank
