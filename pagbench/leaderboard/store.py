@@ -622,15 +622,26 @@ def find_entry(reference: str | Path, root: str | Path = DEFAULT_ROOT, sealed: b
     raise PagbenchError(f"{reference}: no such entry file (and no entry of that name under {folder})")
 
 
-#: Entry-key fields shown in a board table's header (common) or a row's ``config`` cell (differences).
-CONFIG_FIELDS = ("split", "seed", "gradient", "score", "sigma", "score_provider", "manifold_provider", "provider_options",
-                 "robustness_epsilons", "headline_epsilon", "noise_levels", "lpips_random_backbone")
+#: Entry-key fields shown in a board table's header (common) or a row's ``config`` cell
+#: (differences); the metrics' options that are part of the key follow (:func:`configuration`).
+CONFIG_FIELDS = ("split", "seed", "gradient", "score", "sigma", "score_provider", "manifold_provider", "provider_options")
+
+
+def metric_key_options() -> list[str]:
+    """The registered metrics' options that are part of the entry key (``MetricOption.key``), as declared."""
+    from pagbench.evaluation.metrics import metric_option_declarations
+    from pagbench.extensions import registry
+
+    return [name for name, option in metric_option_declarations(registry.metrics()).items() if option.key]
 
 
 def configuration(entry: Entry) -> dict:
-    """The entry's evaluation configuration: its key's :data:`CONFIG_FIELDS`."""
+    """The entry's evaluation configuration: its key's :data:`CONFIG_FIELDS`, then the metrics' key
+    options in the order the entry's configuration records them (those it lacks last, as declared)."""
     key = entry_key(entry.result)
-    return {name: key[name] for name in CONFIG_FIELDS}
+    recorded = list(entry.config)
+    options = sorted(metric_key_options(), key=lambda name: recorded.index(name) if name in recorded else len(recorded))
+    return {name: key.get(name) for name in (*CONFIG_FIELDS, *options)}
 
 
 def recipe_key(entry: Entry) -> str | None:
