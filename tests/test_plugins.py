@@ -120,3 +120,31 @@ def test_the_built_in_plugin_list_is_read_from_the_entry_points_of_pyproject():
 
     declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert bundled_plugin_names() == sorted(declared["project"]["entry-points"]["pagbench"])
+
+
+def test_lazy_family_imports_its_build_module_on_first_use_and_passes_what_the_builder_names(monkeypatch):
+    """``pagbench.plugin.lazy_family``: the six model plugins import their build module (and torch)
+    only when a model is built; ``device`` / ``options`` reach a builder only when it names them."""
+    import subprocess
+    import sys
+    import types
+
+    from pagbench.models.loading import call_model_factory
+    from pagbench.plugin import ModelCard, lazy_family
+
+    code = ("import sys, pagbench_plugins.timm_models as p, pagbench_plugins.zoo as z; "
+            "print('torch' in sys.modules, any(name.endswith('.build') for name in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
+
+    built = types.ModuleType("lazy_family_builders")
+    built.with_options = lambda name, dataset, options: ("options", name, dataset, options)
+    built.with_device = lambda name, dataset, device: ("device", name, dataset, device)
+    monkeypatch.setitem(sys.modules, "lazy_family_builders", built)
+    card = lambda name: ModelCard(architecture="a", dataset="d", regime="standard", source="s")  # noqa: E731
+    family = lazy_family("lazy:", "lazy_family_builders", "with_options", card=card, architecture="with_device",
+                         examples=["lazy:x"])
+    assert family.name == "lazy:*" and family.examples == ("lazy:x",)
+    assert call_model_factory(family.factory, "lazy:x", "ds", "cpu", {"k": "v"}) == ("options", "lazy:x", "ds", {"k": "v"})
+    assert call_model_factory(family.architecture, "lazy:x", "ds", "cpu", None) == ("device", "lazy:x", "ds", "cpu")
+    with pytest.raises(PagbenchError, match="takes no model options"):
+        call_model_factory(family.architecture, "lazy:x", "ds", "cpu", {"k": "v"})
