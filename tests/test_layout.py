@@ -216,3 +216,79 @@ def test_importing_the_public_api_imports_no_heavy_library():
     code = "import sys, pagbench.plugin; print([m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules])"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert output == "[]"
+
+
+# --------------------------------------------------- built-in names inside strings and identifiers
+#: Libraries that built-in plugins wrap: the core must not know them either.
+LIBRARIES = ("timm", "torchvision", "robustbench", "robustness", "lpips", "alexnet", "diffusers", "edm", "captum",
+             "submitit", "cifar", "imagenet", "mnist", "madry", "nvidia", "nvlabs")
+#: Built-in names that are also the core's own plain words: searched in string literals only, not in
+#: identifiers (``noise_levels``, ``robustness_epsilons`` and ``NOISE_STD`` are core concepts).
+PLAIN_WORDS = {"noise", "robustness", "standard", "accuracy", "gradient", "denoiser", "analytic", "checkpoint"}
+#: (core file, word) pairs still to be moved into the plugins that own them (issue 19). It may only
+#: shrink: the test fails on a new pair and on a listed pair that no longer occurs.
+KNOWN_MENTIONS = {
+    ('pagbench/cli.py', 'timm'),
+    ('pagbench/evaluation/options.py', 'integrated-gradients'),
+    ('pagbench/evaluation/options.py', 'lpips alignment'),
+    ('pagbench/evaluation/options.py', 'noise'),
+    ('pagbench/evaluation/options.py', 'pgd'),
+    ('pagbench/evaluation/options.py', 'score cosine'),
+    ('pagbench/evaluation/options.py', 'smoothgrad'),
+    ('pagbench/evaluation/options.py', 'timm'),
+    ('pagbench/evaluation/runner.py', 'accuracy'),
+    ('pagbench/evaluation/sanity.py', 'noise'),
+    ('pagbench/evaluation/sanity.py', 'robustness'),
+    ('pagbench/extensions/records.py', 'standard'),
+    ('pagbench/leaderboard/cli.py', 'noise'),
+    ('pagbench/leaderboard/cli.py', 'standard'),
+    ('pagbench/leaderboard/cli.py', 'synthetic'),
+    ('pagbench/leaderboard/gallery.py', 'lpips'),
+    ('pagbench/leaderboard/gallery_cli.py', 'noise'),
+    ('pagbench/leaderboard/render.py', 'lpips'),
+    ('pagbench/leaderboard/render.py', 'noise'),
+    ('pagbench/leaderboard/render.py', 'robustness'),
+    ('pagbench/leaderboard/render.py', 'standard'),
+    ('pagbench/leaderboard/site.py', 'standard'),
+    ('pagbench/results/schema.py', 'standard'),
+}
+
+
+def _mentions(path: Path, words: set[str]) -> set[str]:
+    """Words of ``words`` found, case-insensitively and as whole words (``_`` and ``-`` separate words),
+    in the non-docstring string literals of ``path`` and, but for PLAIN_WORDS, in its identifiers."""
+    import re
+
+    words = {word.lower().replace("_", " ") for word in words}
+    pattern = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")(?![a-z0-9])")
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found |= set(pattern.findall(node.value.lower().replace("_", " ")))
+        else:
+            name = (node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else
+                    node.name if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else node.arg if isinstance(node, ast.arg)
+                    else None)
+            if name:
+                found |= set(pattern.findall(name.lower().replace("_", " "))) - PLAIN_WORDS
+    return found
+
+
+def test_the_core_names_no_built_in_or_wrapped_library_inside_strings_and_identifiers():
+    words = {name.lower() for name in _built_in_names()} | set(LIBRARIES)
+    assert {"score_cosine", "synthetic", "timm", "lpips"} <= words
+    found = {(str(path.relative_to(ROOT)), word) for path in sorted(CORE.rglob("*.py")) for word in _mentions(path, words)}
+    new, gone = sorted(found - KNOWN_MENTIONS), sorted(KNOWN_MENTIONS - found)
+    assert new == [], "the core names built-ins or the libraries plugins wrap (declare them in the plugin): " + repr(new)
+    assert gone == [], "remove these from KNOWN_MENTIONS, they no longer occur: " + repr(gone)
+
+
+def test_the_mention_scan_finds_names_inside_strings_and_identifiers(tmp_path):
+    source = tmp_path / "core.py"
+    source.write_text('"""A docstring may say timm."""\nheader = "ranked by score_cosine, then accuracy"\n'
+                      'def load_timm_weights(noise_level):\n    return noise_level\n')
+    assert _mentions(source, {"score_cosine", "accuracy", "timm", "noise"}) == {"score cosine", "accuracy", "timm"}

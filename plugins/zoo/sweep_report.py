@@ -3,7 +3,7 @@ a markdown table and a regime label per strength.
 
 Rows are grouped by strength (seeds averaged; min–max over seeds kept for the figure's bands and
 the table's seed intervals: mean [min, max] over training seeds beside the mean over-images
-standard error, :func:`pagbench.leaderboard.render.seed_interval`). Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
+standard error, :func:`pagbench.leaderboard.seeds.seed_interval`). Strength 0 is the standard model. Regime labels use the same rule as the leaderboard
 (:mod:`pagbench_plugins.zoo.regime_labels`), applied to the seed means.
 """
 
