@@ -251,6 +251,7 @@ class LpipsAlignment(Metric):
     higher_is_better = True
     requires = frozenset({"gradient", "score"})
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
+    value_ranges = {"lpips_alignment": (-float("inf"), 1.0)}  # LPIPS is a distance >= 0 (not bounded above)
     options = (MetricOption("lpips_random_backbone", "flag", default=False, hidden=True, recorded_after="data_root",
                             help="Test only: LPIPS with a random AlexNet."),)
 
