@@ -60,3 +60,30 @@ def env(**values):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def counting_model(register_plugin):
+    """A registered model ``counting`` whose forward passes are recorded (batch sizes; empty: nothing ran)."""
+    import torch
+
+    from pagbench import ModelCard, ModelEntry, hookimpl
+
+    calls = []
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3 * 16 * 16, 10)
+
+        def forward(self, images):
+            calls.append(images.shape[0])
+            return self.linear(images.flatten(1))
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelEntry("counting", lambda name, dataset, device: Net(), ModelCard(architecture="Net", dataset="synthetic")))
+
+    register_plugin(Plugin(), name="counting-model")
+    return calls

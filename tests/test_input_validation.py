@@ -21,46 +21,15 @@ import torch
 from click.testing import CliRunner
 
 import pagbench
-from pagbench import ModelCard, ModelEntry, hookimpl
+from pagbench import ModelCard
 from pagbench.errors import PagbenchError
+from .cli_checks import one_line_error
 
 
 def _cli(*args):
     from pagbench.cli import build_cli
 
     return CliRunner().invoke(build_cli(), [str(arg) for arg in args])
-
-
-def _one_line(outcome, *fragments) -> str:
-    assert outcome.exit_code == 2, (outcome.exit_code, outcome.output, outcome.exception)
-    lines = outcome.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in outcome.output, outcome.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def counting_model(register_plugin):
-    """A registered model ``counting`` whose forward passes are recorded (empty: nothing ran)."""
-    calls = []
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = torch.nn.Linear(3 * 16 * 16, 10)
-
-        def forward(self, images):
-            calls.append(images.shape[0])
-            return self.linear(images.flatten(1))
-
-    class Plugin:
-        @hookimpl
-        def register_models(self, register):
-            register(ModelEntry("counting", lambda name, dataset, device: Net(), ModelCard(architecture="Net", dataset="synthetic")))
-
-    register_plugin(Plugin(), name="counting-model")
-    return calls
 
 
 # ------------------------------------------------------------------ values read from files
@@ -87,7 +56,7 @@ def test_a_robustness_checkpoint_with_a_bad_eps_is_one_line_before_evaluation(tm
         load_model(f"robustness:{path}", synthetic, "cpu", {})
     assert fragment in str(caught.value) and str(path) in str(caught.value) and "\n" not in str(caught.value)
     out = tmp_path / "r.json"
-    _one_line(_cli("evaluate", "--model", f"robustness:{path}", "--num-images", "4", "--no-progress", "--output", out), fragment)
+    one_line_error(_cli("evaluate", "--model", f"robustness:{path}", "--num-images", "4", "--no-progress", "--output", out), fragment)
     assert not out.exists()
 
 
@@ -174,7 +143,7 @@ def test_register_model_checks_its_card():
 
 def test_the_cli_refuses_a_card_strength_that_is_not_a_number(tmp_path, counting_model):
     out = tmp_path / "r.json"
-    _one_line(_cli("evaluate", "--model", "counting", "--model-option", "card.strength=abc", "--num-images", "4",
+    one_line_error(_cli("evaluate", "--model", "counting", "--model-option", "card.strength=abc", "--num-images", "4",
                    "--no-progress", "--output", out), "--model-option card.strength must be a number, got 'abc'")
     assert counting_model == [] and not out.exists()
 
@@ -199,7 +168,7 @@ def test_the_cli_refuses_a_card_strength_that_is_not_a_number(tmp_path, counting
         "headline epsilon", "noise grid length", "noise value", "smoothgrad samples", "smoothgrad noise", "ig steps"])
 def test_grids_and_sample_counts_are_bounded_before_compute(tmp_path, counting_model, arguments, fragment):
     out = tmp_path / "r.json"
-    _one_line(_cli("evaluate", "--model", "counting", "--num-images", "4", "--no-progress", "--output", out, *arguments), fragment)
+    one_line_error(_cli("evaluate", "--model", "counting", "--num-images", "4", "--no-progress", "--output", out, *arguments), fragment)
     assert counting_model == [] and not out.exists()
 
 
@@ -232,7 +201,7 @@ def test_the_bounds_are_inclusive_and_apply_to_python_keywords():
 ], ids=["sigmas nan", "epsilons negative", "sigmas empty", "epsilons empty", "strengths empty", "strengths inf", "sigma grid"])
 def test_sweep_emit_jobs_validates_as_evaluate_does(tmp_path, arguments, fragment):
     jobs = tmp_path / "jobs.txt"
-    _one_line(_cli("sweep", "--regime", "noise", "--emit-jobs", jobs, "--output-dir", tmp_path / "sweep", *arguments), fragment)
+    one_line_error(_cli("sweep", "--regime", "noise", "--emit-jobs", jobs, "--output-dir", tmp_path / "sweep", *arguments), fragment)
     assert not jobs.exists() and not (tmp_path / "sweep").exists()
 
 
@@ -248,7 +217,7 @@ def test_sweep_emit_jobs_passes_good_grids_on(tmp_path):
 def test_sweep_with_only_strength_zero_is_refused_before_training(tmp_path):
     from pagbench.files.paths import cache_dir
 
-    _one_line(_cli("sweep", "--regime", "noise", "--strengths", "0", "--output-dir", tmp_path / "sweep", "--no-progress"),
+    one_line_error(_cli("sweep", "--regime", "noise", "--strengths", "0", "--output-dir", tmp_path / "sweep", "--no-progress"),
               "a sweep figure needs at least one positive strength", "--no-report")
     assert not (tmp_path / "sweep").exists() and not (cache_dir() / "models").exists()  # nothing trained, nothing written
 
@@ -256,7 +225,7 @@ def test_sweep_with_only_strength_zero_is_refused_before_training(tmp_path):
 def test_sweep_output_folder_is_checked_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _one_line(_cli("sweep", "--regime", "noise", "--strengths", "0.1", "--output-dir", blocker / "sweep", "--no-progress"),
+    one_line_error(_cli("sweep", "--regime", "noise", "--strengths", "0.1", "--output-dir", blocker / "sweep", "--no-progress"),
               "--output-dir", "is a file, not a folder")
 
 

@@ -20,49 +20,13 @@ from click.testing import CliRunner
 
 from pagbench.errors import PagbenchError
 from pagbench.files.paths import check_writable_file, check_writable_folder, current_umask, write_atomic, write_json_atomic
+from .cli_checks import one_line_error
 
 
 def _cli(*args, env=None):
     from pagbench.cli import build_cli
 
     return CliRunner().invoke(build_cli(), [str(arg) for arg in args], env=env)
-
-
-def _one_line(outcome, *fragments) -> str:
-    assert outcome.exit_code == 2, (outcome.exit_code, outcome.output, outcome.exception)
-    lines = outcome.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in outcome.output, outcome.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def counting_model(register_plugin):
-    """A registered model ``counting`` whose forward passes are counted: 0 means nothing ran."""
-    import torch
-
-    from pagbench import ModelCard, ModelEntry, hookimpl
-
-    calls = []
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = torch.nn.Linear(3 * 16 * 16, 10)
-
-        def forward(self, images):
-            calls.append(images.shape[0])
-            return self.linear(images.flatten(1))
-
-    class Plugin:
-        @hookimpl
-        def register_models(self, register):
-            register(ModelEntry("counting", lambda name, dataset, device: Net(),
-                                ModelCard(architecture="Net", dataset="synthetic")))
-
-    register_plugin(Plugin(), name="counting-model")
-    return calls
 
 
 def _evaluate(*args, env=None):
@@ -80,7 +44,7 @@ def _null_device(tmp_path) -> Path:
 
 def test_a_device_node_is_never_replaced(tmp_path, counting_model):
     node = _null_device(tmp_path)
-    _one_line(_evaluate("--output", node), f"cannot write {node}", "not a regular file")
+    one_line_error(_evaluate("--output", node), f"cannot write {node}", "not a regular file")
     assert stat.S_ISCHR(node.stat().st_mode) and counting_model == []  # still the device; nothing evaluated
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temporary left behind
     with pytest.raises(PagbenchError, match="not a regular file"):
@@ -91,10 +55,10 @@ def test_a_device_node_is_never_replaced(tmp_path, counting_model):
 def test_a_fifo_and_a_folder_are_refused_before_any_work(tmp_path, counting_model):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    _one_line(_evaluate("--output", fifo), f"cannot write {fifo}", "not a regular file")
+    one_line_error(_evaluate("--output", fifo), f"cannot write {fifo}", "not a regular file")
     folder = tmp_path / "folder"
     folder.mkdir()
-    _one_line(_evaluate("--output", folder), "it is a folder")
+    one_line_error(_evaluate("--output", folder), "it is a folder")
     assert counting_model == [] and stat.S_ISFIFO(fifo.stat().st_mode) and list(folder.iterdir()) == []
     with pytest.raises(PagbenchError, match="not a regular file"):
         write_atomic(fifo, lambda stream: stream.write(b"x"))
@@ -105,7 +69,7 @@ def test_a_fifo_and_a_folder_are_refused_before_any_work(tmp_path, counting_mode
 @pytest.mark.parametrize("flag", ["--output", "--output-dir"])
 def test_an_output_under_proc_is_refused_before_any_work(flag, counting_model):
     target = "/proc/pagbench-result.json" if flag == "--output" else "/proc/pagbench-results"
-    _one_line(_evaluate(flag, target), "cannot create files in /proc")
+    one_line_error(_evaluate(flag, target), "cannot create files in /proc")
     assert counting_model == []
 
 
@@ -115,7 +79,7 @@ def test_a_cache_folder_that_cannot_be_created_is_refused_before_any_work(tmp_pa
     blocker.write_text("a file where the cache folder's parent should be")
     for cache, fragment in ((blocker / "cache", "not a folder"), ("/proc/pagbench-cache", "cannot create files in /proc")):
         outcome = _evaluate("--output", tmp_path / "out.json", env={"PAGBENCH_CACHE_DIR": str(cache)})
-        _one_line(outcome, "cache directory (PAGBENCH_CACHE_DIR)", fragment)
+        one_line_error(outcome, "cache directory (PAGBENCH_CACHE_DIR)", fragment)
     assert counting_model == [] and not (tmp_path / "out.json").exists()
 
 
@@ -187,5 +151,5 @@ def test_fitting_refuses_a_cache_folder_that_cannot_be_created_before_it_fits(co
     steps = []
     monkeypatch.setattr(fit, "_loop", lambda *args, **kwargs: steps.append(1) or [])  # would fit: must not be reached
     outcome = _cli(*command, env={"PAGBENCH_CACHE_DIR": "/proc/pagbench-cache"})
-    _one_line(outcome, "cache directory (PAGBENCH_CACHE_DIR) /proc/pagbench-cache", "cannot create files in /proc")
+    one_line_error(outcome, "cache directory (PAGBENCH_CACHE_DIR) /proc/pagbench-cache", "cannot create files in /proc")
     assert steps == []
