@@ -229,13 +229,7 @@ PLAIN_WORDS = {"noise", "robustness", "standard", "accuracy", "gradient", "denoi
 #: shrink: the test fails on a new pair and on a listed pair that no longer occurs.
 KNOWN_MENTIONS = {
     ('pagbench/cli.py', 'timm'),
-    ('pagbench/evaluation/options.py', 'integrated-gradients'),
-    ('pagbench/evaluation/options.py', 'lpips alignment'),
     ('pagbench/evaluation/options.py', 'noise'),
-    ('pagbench/evaluation/options.py', 'pgd'),
-    ('pagbench/evaluation/options.py', 'score cosine'),
-    ('pagbench/evaluation/options.py', 'smoothgrad'),
-    ('pagbench/evaluation/options.py', 'timm'),
     ('pagbench/evaluation/runner.py', 'accuracy'),
     ('pagbench/evaluation/sanity.py', 'noise'),
     ('pagbench/evaluation/sanity.py', 'robustness'),

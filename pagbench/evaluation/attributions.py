@@ -2,11 +2,9 @@
 
 An attribution method is a plugin (``register_attributions``, :class:`pagbench.extensions.records.AttributionEntry`):
 its factory turns the ``--attribution-option KEY=VALUE`` values into an :class:`Attribution`,
-whose ``attribute(target)`` returns one (B, C, H, W) float64 map per image. ``score_cosine``,
-``lpips_alignment`` and ``on_manifold_fraction`` (and its norms) read it as ``context.gradient``.
-The built-ins (``raw-gradient``, the default: the raw input gradient; ``smoothgrad``;
-``integrated-gradients``; ``gradient-x-input``) live in the ``attributions`` plugin; the default
-is the method whose entry sets ``default=True`` (:func:`default_attribution`).
+whose ``attribute(target)`` returns one (B, C, H, W) float64 map per image. Every metric that
+requires the gradient reads it as ``context.gradient``. The methods come from plugins; the
+default is the method whose entry sets ``default=True`` (:func:`default_attribution`).
 """
 
 from __future__ import annotations

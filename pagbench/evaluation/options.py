@@ -239,11 +239,11 @@ class EvaluationOptions:
                                   check=_one_of("gradient", GRADIENTS))
     attribution: str | None = option(None, Flag("--attribution",
                                                 help="Attribution method the gradient metrics score (default: the raw "
-                                                     "input gradient; e.g. smoothgrad, integrated-gradients)."),
+                                                     "input gradient; an unknown name is answered with the registered ones)."),
                                      check=_check_attribution)
     attribution_options: dict = option(
         None, Flag("--attribution-option", name="attribution_option", multiple=True,
-                   help="KEY=VALUE for the attribution method (e.g. samples=20, noise=0.1, steps=32, baseline=blur)."),
+                   help="KEY=VALUE for the attribution method (one of the keys the method declares)."),
         collect=_attribution_options_from, coerce=_dict_option, default_factory=dict)
     sanity_thresholds: dict = option(
         None, Flag("--sanity-threshold", name="sanity_threshold", multiple=True,
@@ -256,7 +256,7 @@ class EvaluationOptions:
                                             help="Noise level of the score in [0,1] pixel units (default: the provider's)."),
                                  check=_check_sigma)
     sigmas: tuple[float, ...] | None = option(
-        None, Flag("--sigmas", help="σ grid for score_cosine / lpips_alignment curves: a,b,c or lo:hi:n (log-spaced); "
+        None, Flag("--sigmas", help="σ grid for the score metrics' curves over σ: a,b,c or lo:hi:n (log-spaced); "
                                     "the headline --sigma joins the grid."),
         check=_check_sigmas, coerce=_sigmas, collect=_sigmas_from)
     score_provider: str | None = option(None, Flag("--score-provider", help="Score provider (default: the dataset's)."))
@@ -271,13 +271,13 @@ class EvaluationOptions:
         collect=_provider_options_from, coerce=_dict_option, default_factory=dict)
     model_options: dict = option(
         None,
-        Flag("--weights", help="Weights file for the model (e.g. timm:NAME offline)."),
-        Flag("--arch", help="Architecture of a checkpoint:PATH model: any model name (zoo, timm:NAME, a plugin's)."),
+        Flag("--weights", help="Weights file for the model (e.g. for a model family's NAME offline)."),
+        Flag("--arch", help="Architecture of a checkpoint:PATH model: any registered model name or family name."),
         Flag("--trust-checkpoint", is_flag=True, help="Allow whole pickled modules and TorchScript (loading them runs code from the file)."),
         Flag("--replace-head", is_flag=True,
              help="Put an untrained head on weights trained for another class count (result marked requires_finetuning)."),
         Flag("--model-option", name="model_option", multiple=True,
-             help="KEY=VALUE for the model factory (e.g. input_size=64, card.regime=pgd)."),
+             help="KEY=VALUE for the model factory (e.g. input_size=64, card.regime=NAME)."),
         group="model", collect=_model_options_from, coerce=_dict_option, default_factory=dict)
     #: values of the options metrics declare (:class:`pagbench.evaluation.metrics.MetricOption`), by name;
     #: recorded in the configuration at the top level, like the fields (see :meth:`as_dict`), and

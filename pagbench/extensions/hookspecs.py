@@ -42,8 +42,8 @@ def register_datasets(register):
 def register_models(register):
     """`register(ModelEntry(name, factory, card, architecture))` for one model, or
     `register(ModelFamily(prefix, factory, card, description, examples, architecture))` for
-    every name that starts with `prefix` (matched with `startswith`, longest prefix first; the
-    zoo uses `resnet18-`, the built-ins `timm:` and `checkpoint:`). `factory(name, dataset,
+    every name that starts with `prefix` (matched with `startswith`, longest prefix first, e.g.
+    `resnet18-` or `mylib:`). `factory(name, dataset,
     device)` returns a `torch.nn.Module` mapping [0,1] images to logits. `card` is a
     `ModelCard(architecture, dataset, regime, strength, source, licence, description,
     requires_finetuning, provenance)` (for a family, a function of the name returning one); it
@@ -131,8 +131,7 @@ def register_metrics(register):
     (null, or false for a flag, when unset) right after KEY. `board_columns =
     (BoardColumn(header, output),)` adds columns to the leaderboard (`position` orders them,
     `with_stderr` appends ± se, `always` shows the column even when no row reports it, `rank=N`
-    makes it the N-th sort key of the board and a column of every model card; the built-ins rank
-    by `score_cosine`, then `accuracy`). The example plugin's `gradient_norm` shows both.
+    makes it the N-th sort key of the board and a column of every model card). The example plugin's `gradient_norm` shows both.
     `value_ranges = {output: (low, high)}` states what each output can take (±inf for an open end):
     the leaderboard refuses an entry outside it; undeclared outputs must be finite and at most 1e12
     in magnitude.
@@ -143,8 +142,8 @@ def register_metrics(register):
 def register_attributions(register):
     """`register(AttributionEntry(name, factory, description, options))`
     (`pagbench.plugin.AttributionEntry`) adds an attribution method that `--attribution NAME`
-    selects; every gradient metric (`score_cosine`, `lpips_alignment`, `on_manifold_fraction`
-    and its norms) then scores it instead of the raw input gradient. `factory(options)` receives
+    selects; every metric that requires the gradient then scores it instead of the raw input
+    gradient. `factory(options)` receives
     the `--attribution-option KEY=VALUE` values (strings from the command line, any type from
     Python; `options` lists the keys you accept, others are refused before compute), checks them
     (raise `PagbenchError` with one line; the helper `pagbench.plugin.attribution_option_value`

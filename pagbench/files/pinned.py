@@ -93,7 +93,7 @@ def matches(digest: str, pin: str) -> bool:
 
 def check_pinned(path: str | Path, pin: str, *, what: str, algorithm: str = "sha256", remedy: str = "") -> str:
     """Return the file's digest when it starts with ``pin``; else raise a one-line
-    :class:`PagbenchError` naming ``what`` (e.g. "the LPIPS AlexNet backbone"), the file, both
+    :class:`PagbenchError` naming ``what`` (e.g. "the metric's backbone weights"), the file, both
     digests and ``remedy``."""
     digest = file_digest(path, algorithm)
     if not matches(digest, pin):

@@ -27,8 +27,8 @@ VERIFY_SEED_RANGES = 2.0
 #: ... and this fraction of the entry's |value| plus :data:`VERIFY_RETRAINED_ABSOLUTE`, the stated
 #: default and floor (two seeds can agree by chance: docs/sweeps' noise-0.1 seeds differ by 0.003 in
 #: on_manifold_gradient_norm, a retrained model here by 0.05). Set from the seed-0/seed-1 pairs of
-#: docs/sweeps/synthetic-noise, whose largest differences away from the regime edge are 0.06 in
-#: on_manifold_fraction and 0.03 in score_cosine.
+#: the committed noise sweep's two seeds, whose largest differences away from the regime edge are
+#: 0.06 (a fraction) and 0.03 (a cosine).
 VERIFY_RETRAINED_RELATIVE = 0.1
 VERIFY_RETRAINED_ABSOLUTE = 0.02
 

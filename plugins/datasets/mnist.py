@@ -10,13 +10,15 @@ from torchvision's first MNIST mirror when the network allows.
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from pagbench.plugin import PagbenchError
 
 from .files import check_downloaded, corrupt_error, existing, find_directory, missing_error, read_maybe_gzip
+
+if TYPE_CHECKING:  # numpy and torch load with the dataset, not with the plugin
+    import numpy as np
+    import torch
 
 FILES = {
     "train_images": "train-images-idx3-ubyte|train-images-idx3-ubyte.gz",
@@ -36,8 +38,10 @@ FILE_MD5 = {
 }
 
 
-def read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> "np.ndarray":
     """An IDX ubyte file as a numpy array; truncation and bad headers raise a one-line error."""
+    import numpy as np
+
     data = read_maybe_gzip(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise corrupt_error(path, "no IDX header")
@@ -75,8 +79,11 @@ def locate(data_root) -> Path:
     return directory
 
 
-def load_split(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(directory: Path, split: str) -> "tuple[torch.Tensor, torch.Tensor]":
     """(images (N, 28, 28) uint8, labels (N,) int64) of ``train`` or ``test``."""
+    import numpy as np
+    import torch
+
     images = read_idx(existing(directory, FILES[f"{split}_images"]))
     labels = read_idx(existing(directory, FILES[f"{split}_labels"]))
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
