@@ -295,18 +295,26 @@ def raised_flags(entry: Entry) -> list[str] | None:
     return [str(name) for name in sanity.get("raised") or ()]
 
 
-def sanity_cell(entry: Entry) -> str:
+def raised_flag_texts(entry: Entry) -> list[str] | None:
+    """``name = value`` (or ``name``) of each raised sanity flag, as plain text; ``[]`` when none is
+    raised, None when the entry predates the flags (shared by the markdown board and the site)."""
     raised = raised_flags(entry)
-    if raised is None:
-        return "unchecked"
     if not raised:
-        return "ok"
+        return raised
     flags = entry.result["sanity"].get("flags") or {}
     shown = []
     for name in raised:
-        value = (flags.get(name) or {}).get("value")
-        shown.append(f"{name} = {number(value)}" if value is not None else name)
-    return f"{FLAG_MARK} " + _escape(", ".join(shown))
+        record = flags.get(name) if isinstance(flags, dict) else None
+        value = record.get("value") if isinstance(record, dict) else None
+        shown.append(f"{name} = {number(value)}" if isinstance(value, (int, float)) and not isinstance(value, bool) else name)
+    return shown
+
+
+def sanity_cell(entry: Entry) -> str:
+    shown = raised_flag_texts(entry)
+    if shown is None:
+        return "unchecked"
+    return f"{FLAG_MARK} " + _escape(", ".join(shown)) if shown else "ok"
 
 
 def render_seed_table(rows: list[Entry], shown: list) -> list[str]:

@@ -224,19 +224,13 @@ def _regime(entry: Entry) -> str:
 
 
 def _sanity_html(entry: Entry) -> str:
-    from pagbench.leaderboard.render import FLAG_MARK, number, raised_flags
+    from pagbench.leaderboard.render import FLAG_MARK, raised_flag_texts
 
-    raised = raised_flags(entry)
-    if raised is None:
+    shown = raised_flag_texts(entry)
+    if shown is None:
         return "unchecked"
-    if not raised:
+    if not shown:
         return "ok"
-    flags = entry.result["sanity"].get("flags") or {}
-    shown = []
-    for name in raised:
-        record = flags.get(name) if isinstance(flags, dict) else None
-        value = record.get("value") if isinstance(record, dict) else None
-        shown.append(f"{name} = {number(value)}" if isinstance(value, (int, float)) and not isinstance(value, bool) else name)
     return f'<span class="flag">{FLAG_MARK}</span> ' + text(", ".join(shown), MAX_CELL_CHARS)
 
 
