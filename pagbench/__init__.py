@@ -6,7 +6,13 @@ that ``pagbench evaluate --model bayes`` writes; ``pagbench.evaluate(my_module)`
 Heavy libraries load lazily.
 """
 
-from pagbench.version import __version__  # noqa: F401
+from pagbench.numerics import pin_cpu_numerics as _pin_cpu_numerics
+
+# Before torch starts: CPU kernels capped at AVX2, so training gives the same weights on any
+# x86-64 machine (pagbench/numerics.py; PAGBENCH_CPU_NUMERICS=native opts out).
+_pin_cpu_numerics()
+
+from pagbench.version import __version__  # noqa: F401, E402
 
 from pagbench.extensions.records import (  # noqa: E402
     DatasetEntry,

@@ -57,6 +57,7 @@ _NAMES = {
     'build_architecture': ('pagbench.models.loading', 'build_architecture'),
     'cache_dir': ('pagbench.files.paths', 'cache_dir'),
     'canonical_json': ('pagbench.files.fingerprint', 'canonical_json'),
+    'cpu_numerics': ('pagbench.numerics', 'cpu_numerics'),
     'card_strength': ('pagbench.evaluation.checks', 'card_strength'),
     'check_cache_dir': ('pagbench.evaluation.checks', 'check_cache_dir'),
     'check_device': ('pagbench.evaluation.checks', 'check_device'),

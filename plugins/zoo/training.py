@@ -17,7 +17,10 @@ thread count is a recipe field too, ``cpu_threads`` (default 1, omitted from the
 the ids of recipes made before it existed do not change): :func:`train` pins
 ``torch.set_num_threads(cpu_threads)`` while it trains on a CPU and restores the caller's count
 afterwards, and the same recipe gives bit-identical weights whatever ``OMP_NUM_THREADS`` says.
-(CUDA runs are not pinned: there determinism depends on ``TrainingOptions.deterministic`` and
+**CPU kernels.** AVX-512 and AVX2 kernels round differently too: ``import pagbench`` caps torch's
+CPU libraries at AVX2 (:mod:`pagbench.numerics`), so the weights are the same on every x86-64
+machine; the record's ``execution.cpu_numerics`` says what the run had, and a run whose torch was
+started before pagbench (its own kernels) warns. (CUDA runs are not pinned: there determinism depends on ``TrainingOptions.deterministic`` and
 the GPU model; see the README.)
 """
 
@@ -256,6 +259,21 @@ def _kernel_mode(device, deterministic: bool):
          torch.backends.cudnn.allow_tf32) = saved
 
 
+def _checked_cpu_numerics(recipe: TrainingRecipe) -> dict:
+    """This process's CPU arithmetic (:func:`pagbench.plugin.cpu_numerics`), with a warning when it
+    is not pinned to the kernels every x86-64 machine has: the weights are then this machine's only."""
+    import warnings
+
+    from pagbench.plugin import cpu_numerics
+
+    numerics = cpu_numerics()
+    if not numerics["pinned"] and numerics["machine"].lower() in ("x86_64", "amd64"):
+        warnings.warn(f"training {recipe.identifier} with this CPU's own {numerics['capability']} kernels (torch was imported "
+                      "before pagbench, or PAGBENCH_CPU_NUMERICS=native): the weights may differ from other machines' for "
+                      "this recipe; import pagbench before torch, or use `pagbench train`", stacklevel=3)
+    return numerics
+
+
 @contextmanager
 def pinned_threads(device, threads: int):
     """``torch.set_num_threads(threads)`` while training on a CPU ``device``, the caller's count
@@ -353,6 +371,7 @@ def train(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device, rank, world = _init_distributed(device)
     deterministic = options.deterministic if options.deterministic is not None else device.type == "cpu"
+    numerics = _checked_cpu_numerics(recipe) if device.type == "cpu" else None
     directory = recipe_dir(recipe)
     train_split = dataset.split("train")
     test_split = dataset.split("test")
@@ -459,7 +478,7 @@ def train(
         "train_seconds": time.perf_counter() - started,
         "world_size": world,
         "execution": {**options.as_dict(), "device_data": resident is not None, "deterministic": deterministic, "device": str(device),
-                      "cpu_threads": recipe.cpu_threads if device.type == "cpu" else None},
+                      "cpu_threads": recipe.cpu_threads if device.type == "cpu" else None, "cpu_numerics": numerics},
         "pagbench_version": __version__,
     }
     if rank == 0:
