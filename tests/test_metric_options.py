@@ -56,6 +56,10 @@ def test_a_metric_option_reaches_the_config_the_key_and_the_board_through_the_cl
     assert "‖∇x‖_p" in header.split(" | ")
     row = next(line for line in board.splitlines() if line.startswith("| 1 "))
     assert f"{l1:.3f}" in row
+    # the option's board_text joins the configuration line, its flag the header's list of key options
+    common = next(line for line in board.splitlines() if line.startswith("Common configuration: "))
+    assert common.endswith(", gradient norm ‖∇x‖_p with p = 1.")
+    assert "`--gradient-norm-order`" in board.split("\n## ")[0]  # the header
 
 
 def test_the_python_keyword_is_generated_too(example):

@@ -42,6 +42,8 @@ class MetricOption:
     end when the key is absent), so results keep the layout they had when the option was a field
     of the core's options; without it the option is recorded, at the end, only when set.
     Values are checked before any compute by the metric's :meth:`Metric.check_options`.
+    ``board_text``: how the leaderboard's configuration line shows the recorded value, a format
+    with ``{value}`` (the value escaped; a flag's text is shown when it is true), "" to leave it out.
     """
 
     name: str
@@ -53,6 +55,7 @@ class MetricOption:
     setting: str | None = None
     hidden: bool = False
     recorded_after: str | None = None
+    board_text: str = ""
 
     def __post_init__(self):
         if self.type not in OPTION_TYPES:

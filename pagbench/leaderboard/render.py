@@ -93,19 +93,21 @@ def config_id(config: dict) -> str:
 
 
 def describe_configuration(config: dict) -> str:
-    """One line naming an evaluation configuration's settings (markdown; every value escaped)."""
+    """One line naming an evaluation configuration's settings (markdown; every value escaped): the
+    core's, then each recorded metric option with a ``board_text`` (see
+    :class:`~pagbench.evaluation.metrics.MetricOption`), then the provider options."""
+    from pagbench.evaluation.options import declared_metric_options
+
     parts = [f"split {code(config['split'])}", f"gradient {code(config['gradient'])} vs. score {code(config['score'])} at "
              f"σ = {escape_text(_short(config['sigma']))} (score provider {code(config['score_provider'])})",
              f"manifold provider {code(config['manifold_provider'])}", f"seed {escape_text(config['seed'])}"]
-    if config.get("headline_epsilon") is not None:
-        parts.append(f"off/on ratio at ε = {escape_text(_short(config['headline_epsilon']))} "
-                     f"(grid {escape_text(_short(config['robustness_epsilons']))})")
-    if config.get("noise_levels") is not None:
-        parts.append(f"noise levels {escape_text(_short(config['noise_levels']))}")
+    for name, option in declared_metric_options().items():
+        value = config.get(name)
+        if not option.board_text or value is None or value is False:
+            continue
+        parts.append(option.board_text if option.type == "flag" else option.board_text.format(value=escape_text(_short(value))))
     if config.get("provider_options"):
         parts.append(f"provider options {escape_text(_short(config['provider_options']))}")
-    if config.get("lpips_random_backbone"):
-        parts.append("**random LPIPS backbone (test only)**")
     return ", ".join(parts)
 
 
@@ -243,7 +245,7 @@ files in [`entries/`](entries) and cannot drift from them (CI fails when they do
 - Add or update a row: `pagbench evaluate --model M --output r.json && pagbench leaderboard add r.json && pagbench leaderboard build`.
   A row is identified by its *entry key* — the model plus the configuration fields that change the
   numbers (dataset, split, number of images, seed, gradient, resolved score kind and σ, score and
-  manifold providers and their options, ε grid and headline ε, noise grid, LPIPS backbone flag) —
+  manifold providers and their options, and the metrics' options that do: {metric_keys}) —
   and a newer result with the same key replaces it.
 - Re-check a row: `pagbench leaderboard verify entries/<dataset>/<entry>.json [--num-images N]`.
 - Rebuild this board from scratch: `scripts/build_board.sh` (evaluates, adds, draws the galleries, builds).
@@ -377,8 +379,11 @@ def render_board(entries: list[Entry], root: str | Path = DEFAULT_ROOT) -> str:
     extra_cells = {column.name: dict(zip((entry.path for entry in entries), column.cells(results))) for column in extra}
     legend = "".join(f"- **{column.name}**: {column.description}\n" for column in extra)
     rules = "\n".join(column.rule for column in extra if column.rule)
+    from pagbench.evaluation.options import declared_metric_options
+
+    metric_keys = ", ".join(f"`{option.cli_flag}`" for option in declared_metric_options().values() if option.key) or "none"
     lines = [HEADER.format(note=GENERATED_NOTE, ranking=ranking_text(), metric_columns=metric_legend(), entry_columns=legend,
-                           sanity=sanity_legend(), rules=rules)]
+                           sanity=sanity_legend(), rules=rules, metric_keys=metric_keys)]
     datasets = sorted({entry.dataset for entry in entries})
     if not datasets:
         lines.append("No entries yet.\n")

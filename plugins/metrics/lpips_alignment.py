@@ -253,7 +253,7 @@ class LpipsAlignment(Metric):
     description = "1 − LPIPS(AlexNet, v0.1) between max-normalised gradient and score."
     value_ranges = {"lpips_alignment": (-float("inf"), 1.0)}  # LPIPS is a distance >= 0 (not bounded above)
     options = (MetricOption("lpips_random_backbone", "flag", default=False, hidden=True, recorded_after="data_root",
-                            help="Test only: LPIPS with a random AlexNet."),)
+                            help="Test only: LPIPS with a random AlexNet.", board_text="**random LPIPS backbone (test only)**"),)
 
     def __init__(self, random_backbone: bool = False):
         self.random_backbone = random_backbone

@@ -66,9 +66,9 @@ class ManifoldRobustness(Metric):
                     "manifold_robustness_off_on_ratio": (0.0, float("inf"))}
     options = (
         MetricOption("robustness_epsilons", "floats", flag="--epsilons", setting="epsilons", recorded_after="metrics",
-                     help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced)."),
+                     help="ε grid for manifold_robustness: a,b,c or lo:hi:n (log-spaced).", board_text="ε grid {value}"),
         MetricOption("headline_epsilon", "float", setting="headline_epsilon", recorded_after="robustness_epsilons",
-                     help="ε reported as a number (must be in the grid)."),
+                     help="ε reported as a number (must be in the grid).", board_text="off/on ratio at ε = {value}"),
     )
     board_columns = (BoardColumn(
         "off/on ratio", "manifold_robustness_off_on_ratio", unavailable_as="manifold_robustness", position=50, always=True,

@@ -23,7 +23,7 @@ class SignalDistractorRatio(Metric):
     value_ranges = {"signal_sensitivity": (0.0, 2.0), "distractor_sensitivity": (0.0, 2.0), "signal_distractor_ratio": (0.0, float("inf"))}
     options = (
         MetricOption("noise_levels", "floats", setting="noise_levels", recorded_after="headline_epsilon",
-                     help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n."),
+                     help="Noise grid for signal_distractor_ratio: a,b,c or lo:hi:n.", board_text="noise levels {value}"),
     )
 
     def __init__(self):

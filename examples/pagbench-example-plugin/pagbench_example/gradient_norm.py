@@ -14,7 +14,8 @@ class GradientNorm(Metric):
     requires = frozenset({"gradient"})
     description = "‖∇x‖_p of the chosen gradient (descriptive)."
     options = (MetricOption("gradient_norm_order", "float", default=2.0, setting="order",
-                            help="p of the gradient_norm metric's ‖∇x‖_p (default 2)."),)
+                            help="p of the gradient_norm metric's ‖∇x‖_p (default 2).",
+                            board_text="gradient norm ‖∇x‖_p with p = {value}"),)
     board_columns = (BoardColumn("‖∇x‖_p", "gradient_norm"),)
 
     def _order(self, options) -> float:
