@@ -128,7 +128,8 @@ def register_metrics(register):
     configuration. Read a value with `self.option(options, name)`; `check_options(options)` refuses
     a bad value (one `PagbenchError` line) before any data or model is loaded. `hidden=True` keeps
     a flag out of `--help`; `recorded_after=KEY` records the option in every run's configuration
-    (null, or false for a flag, when unset) right after KEY. `board_columns =
+    (null, or false for a flag, when unset) right after KEY; `board_text="grid {value}"` shows the
+    recorded value in the board's configuration line (a flag's text when true). `board_columns =
     (BoardColumn(header, output),)` adds columns to the leaderboard (`position` orders them,
     `with_stderr` appends ± se, `always` shows the column even when no row reports it, `rank=N`
     makes it the N-th sort key of the board and a column of every model card). The example plugin's `gradient_norm` shows both.
