@@ -316,7 +316,7 @@ def run_evaluations(models: tuple[str, ...], kwargs: dict, output: str | None, o
 
 @cli.command("evaluate")
 @click.option("--model", "models", multiple=True, required=True,
-              help="Registered model name, timm:NAME or checkpoint:PATH (repeatable; geometry is shared).")
+              help="A registered model name, or a family's PREFIX:NAME (`pagbench models` lists both; repeatable; geometry is shared).")
 @evaluation_options
 @model_loading_options
 @click.option("--output", default=None, type=click.Path(), help="Result JSON path (one model).")

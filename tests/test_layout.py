@@ -228,7 +228,6 @@ PLAIN_WORDS = {"noise", "robustness", "standard", "accuracy", "gradient", "denoi
 #: (core file, word) pairs still to be moved into the plugins that own them (issue 19). It may only
 #: shrink: the test fails on a new pair and on a listed pair that no longer occurs.
 KNOWN_MENTIONS = {
-    ('pagbench/cli.py', 'timm'),
     ('pagbench/evaluation/options.py', 'noise'),
     ('pagbench/evaluation/runner.py', 'accuracy'),
     ('pagbench/evaluation/sanity.py', 'noise'),
