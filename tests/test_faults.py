@@ -378,7 +378,10 @@ def test_every_builtin_provider_gives_the_same_numbers_at_two_batch_sizes(kind, 
         results = [_in_batches(compute, batch.images, batch.labels, size) for size in (16, 32)]
         if kind == "manifold":
             results = [torch.einsum("bkd,bk->bd", basis, torch.einsum("bkd,bd->bk", basis, probe)) for basis in results]
-        assert torch.allclose(results[0], results[1], rtol=1e-5, atol=1e-6), name
+        # float32 rounding, relative to the largest value: the fitted denoiser's score moves by 5.5e-7
+        # between batch sizes 16 and 32 under the pinned AVX2 kernels (MKL_CBWR=AVX2; 0 with the CPU's own)
+        difference = float((results[0] - results[1]).abs().max() / results[1].abs().max().clamp_min(1e-30))
+        assert difference <= 1e-5, (name, difference)
         checked.append(name)
     assert {"analytic", "denoiser"} <= set(checked)
 
