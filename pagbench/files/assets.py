@@ -335,25 +335,24 @@ def _progress(enabled: bool, description: str, total: int | None):
     return bar()
 
 
-def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: str, expected_size: int | None,
-              binary: bool, ranges: list) -> None:
-    """One attempt: GET ``url`` (with ``Range`` when ``part`` holds bytes) appending to ``part``.
-    Raises :class:`_Retry` for transient failures, :class:`PagbenchError` for final ones."""
+def _open_response(url: str, part: Path, have: int, *, timeout: float, expected_size: int | None, ranges: list):
+    """The response to GET ``url`` (with ``Range: bytes=have-`` when ``have``), or None when the
+    server says the ``.part`` of ``have`` bytes is already complete. Raises :class:`_Retry` for
+    transient failures, :class:`DownloadFailed` for final ones."""
     import http.client
     import socket
     import urllib.error
     import urllib.request
 
-    have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "pagbench", "Accept-Encoding": "identity"})
     if have:
         request.add_header("Range", f"bytes={have}-")
         ranges.append(have)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 — http(s) checked by the caller
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 — http(s) checked by the caller
     except urllib.error.HTTPError as error:
         if error.code == 416 and have and expected_size is not None and have >= expected_size:
-            return  # the .part is already complete
+            return None  # the .part is already complete
         if error.code == 416:
             part.unlink(missing_ok=True)  # the .part does not fit the file: start afresh
             raise _Retry("HTTP 416 for a resumed download; starting over") from None
@@ -366,6 +365,18 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: st
                                                    and not isinstance(reason, (OSError, socket.timeout))):
             raise DownloadFailed(f"download of {url} failed: {reason}") from None  # no name resolution: no network
         raise _Retry(f"{type(error).__name__}: {reason}") from None
+
+
+def _transfer(url: str, part: Path, *, timeout: float, progress: bool, label: str, expected_size: int | None,
+              binary: bool, ranges: list) -> None:
+    """One attempt: GET ``url`` (with ``Range`` when ``part`` holds bytes) appending to ``part``.
+    Raises :class:`_Retry` for transient failures, :class:`PagbenchError` for final ones."""
+    import http.client
+
+    have = part.stat().st_size if part.is_file() else 0
+    response = _open_response(url, part, have, timeout=timeout, expected_size=expected_size, ranges=ranges)
+    if response is None:
+        return
     with response:
         content_type = (response.headers.get("Content-Type") or "").lower()
         if binary and content_type.startswith("text/html"):
