@@ -190,6 +190,34 @@ def test_plugins_and_the_example_import_only_the_public_api():
     assert distinct <= {"pagbench", "pagbench.plugin"}
 
 
+def _cross_plugin_imports(base: Path = PLUGINS) -> list[str]:
+    """``file:line: target`` for each import in one built-in plugin package of another
+    (``pagbench_plugins.X`` from outside X, or ``..X`` relative)."""
+    found = []
+    for path in sorted(base.rglob("*.py")):
+        own = path.relative_to(base).parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [node.module or ""] if not node.level else ([] if node.level == 1 else [f"..{node.module or ''}"])
+            else:
+                continue
+            for target in targets:
+                parts = target.lstrip(".").split(".") if target.startswith("..") else target.split(".")[1:2] if target.startswith("pagbench_plugins.") else []
+                if parts and parts[0] and parts[0] != own:
+                    found.append(f"{path.relative_to(base)}:{node.lineno}: {target}")
+    return found
+
+
+def test_a_plugin_reaches_another_only_through_the_registries(tmp_path):
+    assert _cross_plugin_imports() == [], "built-in plugins import each other's modules (use the registries)"
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "training.py").write_text("def f():\n    from pagbench_plugins.datasets.splits import Uint8Split\n"
+                                                  "    from pagbench_plugins.zoo.build import architecture\n")
+    assert _cross_plugin_imports(tmp_path) == ["zoo/training.py:2: pagbench_plugins.datasets.splits"]
+
+
 def test_the_import_check_catches_a_private_import(tmp_path):
     (tmp_path / "bad.py").write_text("def f():\n    from pagbench.evaluation.runner import evaluate_many\n")
     assert _core_imports(tmp_path, tmp_path) == [("bad.py", 2, "pagbench.evaluation.runner", ("evaluate_many",))]

@@ -26,7 +26,14 @@ class Batch:
 
 
 class ImageSplit:
-    """One split of a dataset, read by index."""
+    """One split of a dataset, read by index.
+
+    ``in_memory`` (class attribute, default False): True for a split whose ``images`` (N, C, H, W;
+    float in [0,1], or uint8 read as value / 255) and ``labels`` (N,) are tensors in memory and
+    whose ``batch(indices)`` is exactly those rows, so a trainer may hold them on the device.
+    Read from the class itself, not inherited: a subclass that may change ``batch`` says it again."""
+
+    in_memory = False
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -37,6 +44,8 @@ class ImageSplit:
 
 class TensorSplit(ImageSplit):
     """A split held in memory: images (N, C, H, W) float32 in [0,1], labels (N,) int64."""
+
+    in_memory = True
 
     def __init__(self, images: "torch.Tensor", labels: "torch.Tensor", signal_mask: "torch.Tensor | None" = None):
         if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:

@@ -13,6 +13,8 @@ class Uint8Split(ImageSplit):
     """images (N, C, H, W) uint8, labels (N,) int64; ``signal_top`` (N,) bool, when given, says
     the signal is in the top half (True) or the bottom half (False) of each image."""
 
+    in_memory = True  # batch() is the rows, as float / 255
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, signal_top: torch.Tensor | None = None):
         if images.dtype != torch.uint8 or images.ndim != 4 or labels.shape != (images.shape[0],):
             raise ValueError(f"uint8 images (N,C,H,W) and labels (N,) expected, got {images.dtype} {tuple(images.shape)}, {tuple(labels.shape)}")

@@ -220,13 +220,10 @@ class _ResidentSplit:
 
 
 def resident_split(split, device):
-    """A :class:`_ResidentSplit` of ``split`` when it is held in memory (a ``TensorSplit`` or a
-    ``Uint8Split``), else None (file-backed splits stream their batches)."""
-    from pagbench.plugin import TensorSplit
-
-    from pagbench_plugins.datasets.splits import Uint8Split
-
-    if type(split) in (TensorSplit, Uint8Split):
+    """A :class:`_ResidentSplit` of ``split`` when it is held in memory (its own class declares
+    ``in_memory``, see :class:`pagbench.plugin.ImageSplit`; a subclass that may change ``batch``
+    must say so again), else None (file-backed splits stream their batches)."""
+    if vars(type(split)).get("in_memory", False):
         return _ResidentSplit(split.images, split.labels, device)
     return None
 
