@@ -109,6 +109,8 @@ def test_the_built_in_metrics_declare_the_committed_entry_keys():
 def test_declarations_are_checked():
     with pytest.raises(ValueError, match="type must be one of"):
         MetricOption("x", "complex")
+    with pytest.raises(ValueError, match=r"board_text must be a format with \{value\} only, got 'grid \{grid\}'"):
+        MetricOption("x", "floats", board_text="grid {grid}")
 
     class A(Metric):
         name = "a"

@@ -60,6 +60,11 @@ class MetricOption:
     def __post_init__(self):
         if self.type not in OPTION_TYPES:
             raise ValueError(f"metric option {self.name!r}: type must be one of {', '.join(OPTION_TYPES)}, got {self.type!r}")
+        try:
+            self.board_text.format(value="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"metric option {self.name!r}: board_text must be a format with {{value}} only, got "
+                             f"{self.board_text!r} ({type(error).__name__}: {error})") from None
 
     @property
     def cli_flag(self) -> str:
