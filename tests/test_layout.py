@@ -264,7 +264,6 @@ KNOWN_MENTIONS = {
     ('pagbench/leaderboard/cli.py', 'noise'),
     ('pagbench/leaderboard/cli.py', 'standard'),
     ('pagbench/leaderboard/cli.py', 'synthetic'),
-    ('pagbench/leaderboard/gallery.py', 'lpips'),
     ('pagbench/leaderboard/gallery_cli.py', 'noise'),
     ('pagbench/leaderboard/render.py', 'standard'),
     ('pagbench/leaderboard/site.py', 'standard'),

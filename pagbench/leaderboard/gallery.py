@@ -1,10 +1,10 @@
 """Gradient galleries (the paper's Figure 1, for any models): see whether gradients look like images.
 
 One row per image: the input (clipped to [0,1] for display), each model's input gradient and
-the score, side by side. Every gradient and the score are normalised as for LPIPS,
+the score, side by side. Every gradient and the score are max-normalised,
 ĝ = g / max|g| per image, so all panels share one colour scale:
 
-* ``rgb`` (default for 3-channel images): the RGB image (ĝ + 1)/2 — exactly what LPIPS compares;
+* ``rgb`` (default for 3-channel images): the RGB image (ĝ + 1)/2 — the image a perceptual metric would compare;
   mid-grey is 0.
 * ``sum``: the per-pixel sum over channels, divided by its own max |·|, on a diverging colour map
   (blue −1, white 0, red +1). The only choice for 1-channel images.
@@ -241,7 +241,7 @@ def render_gallery(data: GalleryData, output: str | Path, display: str = "auto",
     score_text = f"score {data.score_kind} at σ={data.sigma:g}" if with_score else data.score_note
     heading = title or f"{data.dataset}/{data.split}: input gradients ({data.gradient}) and {score_text}"
     figure.suptitle(textwrap.fill(heading, max(30, int(width / 6.5))), fontsize=9, y=1 - 0.1 * DPI / height, va="top")
-    legend = ("panels: ĝ = g / max|g| per image, shown as the RGB image (ĝ+1)/2 (grey = 0; what LPIPS compares)"
+    legend = ("panels: ĝ = g / max|g| per image, shown as the RGB image (ĝ+1)/2 (grey = 0)"
               if display == "rgb" else
               "panels: per-pixel channel sum of g / max|·| per image; blue −1, white 0, red +1")
     figure.text(0.5, 0.05 * DPI / height, textwrap.fill(legend, max(40, int(width / 5.2))), ha="center", va="bottom", fontsize=7)

@@ -29,7 +29,7 @@ from pagbench.evaluation.scores import SCORE_KINDS
 def gallery_command(models, output, display, title, provider_option, **options):
     """Gradient gallery: per image, the input, each model's input gradient and the score.
 
-    Gradients and score are normalised as for LPIPS (ĝ = g / max|g| per image) and share one
+    Gradients and score are max-normalised (ĝ = g / max|g| per image) and share one
     colour scale; each gradient is labelled with its cosine to the score and the prediction.
     """
     from pagbench.leaderboard.gallery import gallery

@@ -11,10 +11,8 @@ Layout of a leaderboard folder (``leaderboard/`` at the repository root)::
 **Entry key.** Two results belong to the same row when they agree on :data:`ENTRY_KEY_FIELDS`:
 the model name plus every configuration field that changes the numbers — dataset, split,
 number of images, seed, gradient, the *resolved* score kind and σ, the score and manifold
-providers and their options, the test-only random LPIPS backbone flag — and every metric option
-its metric declares part of the key (e.g. the ε grid and headline ε of ``manifold_robustness``,
-the noise grid of ``signal_distractor_ratio``: resolved values from ``metric_settings`` where the
-run recorded them, else the configured ones; see :func:`pagbench.evaluation.metrics.entry_key_fields`). Batch size and
+providers and their options — and every metric option its metric declares part of the key
+(resolved values from ``metric_settings`` where the run recorded them, else the configured ones; see :func:`pagbench.evaluation.metrics.entry_key_fields`). Batch size and
 device are not part of it (results do not depend on the batch size; a device changes numbers
 only by float rounding), nor is the dataset fingerprint: re-running after the dataset changed
 replaces the row, and the board reports tables mixing dataset versions. The entry id is the first
@@ -237,7 +235,7 @@ class Entry:
 
 
 #: Model names on the board: a letter or digit first, then letters, digits and ``._:/+=@-``
-#: (zoo names, ``timm:NAME``, ``checkpoint:PATH``; ``_`` too), at most :data:`MAX_NAME_LENGTH` characters, no ``..``.
+#: (registered names and a model family's ``PREFIX:NAME``; ``_`` too), at most :data:`MAX_NAME_LENGTH` characters, no ``..``.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/+=@-]*$")
 MAX_NAME_LENGTH = 200
 MAX_DATASET_LENGTH = 64

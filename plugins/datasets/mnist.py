@@ -10,15 +10,10 @@ from torchvision's first MNIST mirror when the network allows.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pagbench.plugin import PagbenchError
 
 from .files import check_downloaded, corrupt_error, existing, find_directory, missing_error, read_maybe_gzip
-
-if TYPE_CHECKING:  # numpy and torch load with the dataset, not with the plugin
-    import numpy as np
-    import torch
 
 FILES = {
     "train_images": "train-images-idx3-ubyte|train-images-idx3-ubyte.gz",
@@ -38,7 +33,7 @@ FILE_MD5 = {
 }
 
 
-def read_idx(path: Path) -> "np.ndarray":
+def read_idx(path: Path) -> "numpy.ndarray":  # numpy and torch load with the dataset, not with the plugin
     """An IDX ubyte file as a numpy array; truncation and bad headers raise a one-line error."""
     import numpy as np
 
@@ -79,7 +74,7 @@ def locate(data_root) -> Path:
     return directory
 
 
-def load_split(directory: Path, split: str) -> "tuple[torch.Tensor, torch.Tensor]":
+def load_split(directory: Path, split: str) -> tuple:
     """(images (N, 28, 28) uint8, labels (N,) int64) of ``train`` or ``test``."""
     import numpy as np
     import torch
